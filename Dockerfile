@@ -1,0 +1,13 @@
+# docker build -t fubar . && docker run -p 1883:1883 -v fubar-data:/var/lib/fubar fubar
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin fubar
+
+FROM debian:bookworm-slim
+COPY --from=build /src/target/release/fubar /usr/local/bin/fubar
+ENV FUBAR_NODE__DATA_DIR=/var/lib/fubar FUBAR_NODE__LOG_DIR=/var/log/fubar
+VOLUME ["/var/lib/fubar"]
+EXPOSE 1883
+ENTRYPOINT ["fubar"]
+CMD ["run"]

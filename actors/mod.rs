@@ -1,0 +1,133 @@
+//! The broker logic: actors and what they pass between them.
+//!
+//! - [`Session`]: one per client id; the client's MQTT state, its outbound queue and the
+//!   publish path.
+//! - [`Topic`]: one per topic name with subscribers; fans messages out to sessions.
+//! - [`Registry`]: one per node; names, subscriptions, retained messages, route snapshot.
+//! - [`Supervisor`]: starts the node's actors and hands out their dependencies.
+//!
+//! Supporting types: [`ClientId`] and [`TopicName`], the [`Envelope`] that carries a
+//! message between actors, the [`ClientLink`] through which a session writes to its
+//! connection, the [`Routes`] snapshot and the session's [`Outbox`](outbox::Outbox).
+//!
+//! ```text
+//! socket ─▶ connection ─Inbound─▶ Session ─Distribute─▶ Topic ─Deliver─▶ Session ─▶ link ─▶ socket
+//!                                    │  └──────────── Deliver (direct message) ──────┘
+//!                                    └─Subscribe/EnsureTopic/Retain─▶ Registry ─▶ Routes (read by sessions)
+//! ```
+//! Actors import no socket types: the transport owns sockets and talks to sessions through
+//! these messages and [`ClientLink`].
+
+pub mod envelope;
+pub mod ids;
+pub mod link;
+pub mod outbox;
+pub mod registry;
+pub mod routes;
+pub mod session;
+pub mod supervisor;
+pub mod topic;
+
+pub use envelope::{Envelope, Message};
+pub use ids::{ClientId, TopicName};
+pub use link::{link, ClientLink, CloseReason, Epoch, LinkEnd};
+pub use registry::Registry;
+pub use routes::Routes;
+pub use session::Session;
+pub use supervisor::Supervisor;
+pub use topic::Topic;
+
+use crate::metrics::Metrics;
+use crate::Config;
+use actix::Addr;
+use actix_rt::ArbiterHandle;
+use slog::Logger;
+use std::sync::Arc;
+
+/// What every actor and connection of a node depends on, passed in through constructors.
+/// Cloning it clones a few `Arc`s.
+#[derive(Clone)]
+pub struct Node {
+    /// The node's configuration.
+    pub config: Arc<Config>,
+    /// The node's counters.
+    pub metrics: Arc<Metrics>,
+    /// The route snapshot (written by the Registry only).
+    pub routes: Arc<Routes>,
+    /// The Registry.
+    pub registry: Addr<Registry>,
+    /// Worker arbiters: connections and sessions round-robin, topics by name hash.
+    pub workers: Arc<[ArbiterHandle]>,
+    /// The node logger.
+    pub log: Logger,
+}
+
+/// Helpers for the actor tests: a node without workers (everything runs on the test's
+/// arbiter) and a fake connection.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::link::{LinkEnd, Outbound, LINK_CAPACITY};
+    use super::registry::OpenSession;
+    use super::session::{Attach, AttachOptions};
+    use super::*;
+    use crate::codec::{Packet, Protocol};
+    use std::time::Duration;
+
+    /// A node with the default config and no worker arbiters.
+    pub fn node() -> Node {
+        let supervisor = Supervisor::new(
+            Arc::new(Config::default()),
+            Arc::new(Metrics::default()),
+            Arc::from(Vec::new()),
+            crate::logging::discard(),
+        );
+        supervisor.node().clone()
+    }
+
+    /// Opens the session of `id` and attaches a new link to it, as a connection would.
+    pub async fn attach(
+        node: &Node,
+        id: &str,
+        clean_start: bool,
+        options: AttachOptions,
+    ) -> (Addr<Session>, Epoch, LinkEnd) {
+        let opened = node
+            .registry
+            .send(OpenSession {
+                client_id: ClientId::from(id),
+                clean_start,
+                persistent: !options.expiry.is_zero(),
+                arbiter: actix_rt::Arbiter::current(),
+            })
+            .await
+            .expect("registry")
+            .expect("session");
+        let epoch = Epoch::next();
+        let (link, end) = link::link(epoch, Protocol::V311, LINK_CAPACITY);
+        opened
+            .session
+            .send(Attach { link, options })
+            .await
+            .expect("mailbox")
+            .expect("attached");
+        (opened.session, epoch, end)
+    }
+
+    /// The next packet written to a link, within a second.
+    pub async fn next(end: &mut LinkEnd) -> Packet {
+        tokio::time::timeout(Duration::from_secs(1), end.packets.recv())
+            .await
+            .expect("a packet in time")
+            .map(Outbound::into_packet)
+            .expect("link open")
+    }
+
+    /// Asserts that nothing is written to a link for a while.
+    pub async fn nothing(end: &mut LinkEnd) {
+        if let Ok(Some(p)) =
+            tokio::time::timeout(Duration::from_millis(100), end.packets.recv()).await
+        {
+            panic!("unexpected packet {:?}", p.into_packet());
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! [`Outbox`]: a session's outbound message state, without any actor or I/O.
+//!
+//! Messages for the client wait in a FIFO queue bounded by `session.max_queued_messages`
+//! and `session.max_queued_bytes`. QoS 1/2 messages move to the inflight window
+//! (`session.max_inflight`, or less if an MQTT 5 client asked for a smaller Receive Maximum)
+//! when sent, with a packet id that no inflight message uses, and stay there until
+//! acknowledged (PUBACK, or PUBREC → PUBREL → PUBCOMP). Entries marked *unsent* (after a
+//! reconnect, a 3.x retry, or a PUBREC that needs its PUBREL) go out before anything new,
+//! in their original order. The session asks [`Outbox::next_packet`] whenever its link has
+//! room; nothing here blocks or allocates per message beyond the queue entries.
+//!
+//! Overflow policy: a QoS 0 message that does not fit is dropped; a QoS 1/2 message evicts
+//! the oldest queued QoS 0 messages first and is dropped only when only QoS 1/2 messages are
+//! left. The caller counts and logs what [`Outbox::push`] reports.
+
+use super::envelope::Envelope;
+use super::link::{AckKind, Outbound};
+use crate::codec::QoS;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Queue and window sizes of one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Messages waiting to be sent.
+    pub max_messages: usize,
+    /// Bytes (payload + topic) waiting to be sent.
+    pub max_bytes: usize,
+    /// QoS 1/2 messages sent and not yet acknowledged.
+    pub max_inflight: u16,
+}
+
+/// A message waiting for this client, already degraded to the QoS it is delivered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The shared message.
+    pub envelope: Envelope,
+    /// Delivery QoS: min(published, granted), or the publisher's for direct messages.
+    pub qos: QoS,
+    /// RETAIN flag on the wire.
+    pub retain: bool,
+    /// MQTT 5 subscription identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+}
+
+/// What [`Outbox::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// The new message was queued.
+    pub accepted: bool,
+    /// Older QoS 0 messages dropped to make room.
+    pub evicted: usize,
+}
+
+/// Where an inflight message is in its acknowledgement flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    Ack,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    Rec,
+    /// PUBREL sent (or due), waiting for PUBCOMP.
+    Comp,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    packet_id: u16,
+    message: Outgoing,
+    stage: Stage,
+    /// Must be (re)sent at the next opportunity.
+    unsent: bool,
+    /// The PUBLISH went out at least once, so a resend carries DUP=1.
+    published: bool,
+    sent_at: Instant,
+}
+
+/// A session's outbound queue and inflight window.
+#[derive(Debug)]
+pub struct Outbox {
+    limits: Limits,
+    queue: VecDeque<Outgoing>,
+    queued_bytes: usize,
+    inflight: VecDeque<Inflight>,
+    last_id: u16,
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new(limits: Limits) -> Self {
+        Outbox {
+            limits,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: VecDeque::new(),
+            last_id: 0,
+        }
+    }
+
+    /// Changes the inflight window (never below 1); messages already inflight stay.
+    pub fn set_max_inflight(&mut self, max: u16) {
+        self.limits.max_inflight = max.max(1);
+    }
+
+    /// Messages held: waiting plus inflight.
+    pub fn len(&self) -> usize {
+        self.queue.len() + self.inflight.len()
+    }
+
+    /// True when nothing is waiting or inflight.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.inflight.is_empty()
+    }
+
+    /// Messages inflight.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Queues a message, applying the overflow policy.
+    pub fn push(&mut self, message: Outgoing) -> PushOutcome {
+        let size = message.envelope.size();
+        let fits = |q: &Self| {
+            q.queue.len() < q.limits.max_messages && q.queued_bytes + size <= q.limits.max_bytes
+        };
+        let mut evicted = 0;
+        if message.qos > QoS::AtMostOnce {
+            while !fits(self) && self.evict_oldest_qos0() {
+                evicted += 1;
+            }
+        }
+        if !fits(self) {
+            return PushOutcome {
+                accepted: false,
+                evicted,
+            };
+        }
+        self.queued_bytes += size;
+        self.queue.push_back(message);
+        PushOutcome {
+            accepted: true,
+            evicted,
+        }
+    }
+
+    /// True when [`Outbox::next_packet`] would return a packet.
+    pub fn has_sendable(&self) -> bool {
+        self.inflight.iter().any(|e| e.unsent)
+            || self.queue.front().is_some_and(|m| {
+                m.qos == QoS::AtMostOnce
+                    || self.inflight.len() < usize::from(self.limits.max_inflight)
+            })
+    }
+
+    /// The next packet to write, if any: pending resends first, then the queue head if the
+    /// inflight window allows it.
+    pub fn next_packet(&mut self, now: Instant) -> Option<Outbound> {
+        if let Some(entry) = self.inflight.iter_mut().find(|e| e.unsent) {
+            entry.unsent = false;
+            entry.sent_at = now;
+            return Some(match entry.stage {
+                Stage::Comp => Outbound::ack(AckKind::PubRel, entry.packet_id, 0),
+                Stage::Ack | Stage::Rec => {
+                    let dup = entry.published;
+                    entry.published = true;
+                    publish(&entry.message, dup, Some(entry.packet_id))
+                }
+            });
+        }
+        let head = self.queue.front()?;
+        if head.qos > QoS::AtMostOnce
+            && self.inflight.len() >= usize::from(self.limits.max_inflight)
+        {
+            return None;
+        }
+        let message = self.queue.pop_front()?;
+        self.queued_bytes -= message.envelope.size();
+        if message.qos == QoS::AtMostOnce {
+            return Some(publish(&message, false, None));
+        }
+        let packet_id = self.allocate_id();
+        let packet = publish(&message, false, Some(packet_id));
+        let stage = if message.qos == QoS::AtLeastOnce {
+            Stage::Ack
+        } else {
+            Stage::Rec
+        };
+        self.inflight.push_back(Inflight {
+            packet_id,
+            message,
+            stage,
+            unsent: false,
+            published: true,
+            sent_at: now,
+        });
+        Some(packet)
+    }
+
+    /// PUBACK received; `false` if no QoS 1 message had that id.
+    pub fn acked(&mut self, packet_id: u16) -> bool {
+        self.remove_in_stage(packet_id, Stage::Ack)
+    }
+
+    /// PUBREC received: the message is delivered, PUBREL becomes due. `false` if no QoS 2
+    /// message had that id. A repeated PUBREC makes the PUBREL due again.
+    pub fn received(&mut self, packet_id: u16) -> bool {
+        match self.find(packet_id) {
+            Some(e) if matches!(e.stage, Stage::Rec | Stage::Comp) => {
+                e.stage = Stage::Comp;
+                e.unsent = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// PUBCOMP received; `false` if no PUBREL was outstanding for that id.
+    pub fn completed(&mut self, packet_id: u16) -> bool {
+        self.remove_in_stage(packet_id, Stage::Comp)
+    }
+
+    /// Forgets an inflight QoS 2 message the client refused (MQTT 5 PUBREC with an error
+    /// reason code).
+    pub fn refused(&mut self, packet_id: u16) -> bool {
+        self.remove_in_stage(packet_id, Stage::Rec)
+    }
+
+    /// Marks every inflight message for resending (the client reconnected).
+    pub fn resend_all(&mut self) {
+        for e in &mut self.inflight {
+            e.unsent = true;
+        }
+    }
+
+    /// Marks inflight messages sent at least `interval` ago for resending (3.x retry);
+    /// returns how many.
+    pub fn resend_older_than(&mut self, now: Instant, interval: Duration) -> usize {
+        let mut n = 0;
+        for e in &mut self.inflight {
+            if !e.unsent && now.saturating_duration_since(e.sent_at) >= interval {
+                e.unsent = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn find(&mut self, packet_id: u16) -> Option<&mut Inflight> {
+        self.inflight.iter_mut().find(|e| e.packet_id == packet_id)
+    }
+
+    fn remove_in_stage(&mut self, packet_id: u16, stage: Stage) -> bool {
+        // Acknowledgements usually arrive in order, so the search stops at the front.
+        match self
+            .inflight
+            .iter()
+            .position(|e| e.packet_id == packet_id && e.stage == stage)
+        {
+            Some(i) => self.inflight.remove(i).is_some(),
+            None => false,
+        }
+    }
+
+    fn evict_oldest_qos0(&mut self) -> bool {
+        match self.queue.iter().position(|m| m.qos == QoS::AtMostOnce) {
+            Some(i) => {
+                if let Some(m) = self.queue.remove(i) {
+                    self.queued_bytes -= m.envelope.size();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next packet id after the last one that no inflight message uses. Callers only
+    /// allocate while the window (at most 65535) has room, so a free id always exists.
+    fn allocate_id(&mut self) -> u16 {
+        loop {
+            self.last_id = if self.last_id == u16::MAX {
+                1
+            } else {
+                self.last_id + 1
+            };
+            let id = self.last_id;
+            if !self.inflight.iter().any(|e| e.packet_id == id) {
+                return id;
+            }
+        }
+    }
+}
+
+fn publish(message: &Outgoing, dup: bool, packet_id: Option<u16>) -> Outbound {
+    Outbound::Publish {
+        message: message.clone(),
+        dup,
+        packet_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::envelope::Message;
+    use crate::actors::ids::{ClientId, TopicName};
+    use crate::codec::{Packet, Properties, PubResp, Publish};
+    use bytes::Bytes;
+
+    fn msg(qos: QoS, payload: &'static [u8]) -> Outgoing {
+        Outgoing {
+            envelope: Envelope::new(Message {
+                from: ClientId::from("p"),
+                topic: TopicName::from("t"),
+                qos,
+                retain: false,
+                payload: Bytes::from_static(payload),
+                properties: Properties::default(),
+            }),
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+        }
+    }
+
+    fn limits(max_messages: usize, max_bytes: usize, max_inflight: u16) -> Limits {
+        Limits {
+            max_messages,
+            max_bytes,
+            max_inflight,
+        }
+    }
+
+    fn as_publish(p: Option<Outbound>) -> Publish {
+        match p.map(Outbound::into_packet) {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected a PUBLISH, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn qos0_overflow_drops_the_new_message() {
+        let mut o = Outbox::new(limits(2, 1000, 4));
+        assert!(o.push(msg(QoS::AtMostOnce, b"a")).accepted);
+        assert!(o.push(msg(QoS::AtMostOnce, b"b")).accepted);
+        let r = o.push(msg(QoS::AtMostOnce, b"c"));
+        assert_eq!(
+            r,
+            PushOutcome {
+                accepted: false,
+                evicted: 0
+            }
+        );
+        assert_eq!(o.len(), 2);
+    }
+
+    #[test]
+    fn qos1_evicts_oldest_qos0_then_is_refused() {
+        let mut o = Outbox::new(limits(2, 1000, 4));
+        o.push(msg(QoS::AtMostOnce, b"a"));
+        o.push(msg(QoS::AtLeastOnce, b"b"));
+        let r = o.push(msg(QoS::AtLeastOnce, b"c"));
+        assert_eq!(
+            r,
+            PushOutcome {
+                accepted: true,
+                evicted: 1
+            }
+        );
+        let r = o.push(msg(QoS::ExactlyOnce, b"d"));
+        assert_eq!(
+            r,
+            PushOutcome {
+                accepted: false,
+                evicted: 0
+            }
+        );
+        let now = Instant::now();
+        assert_eq!(as_publish(o.next_packet(now)).payload, "b");
+        assert_eq!(as_publish(o.next_packet(now)).payload, "c");
+    }
+
+    #[test]
+    fn byte_limit_applies() {
+        let mut o = Outbox::new(limits(100, 6, 4));
+        // size = payload + topic ("t") = 3 bytes each
+        assert!(o.push(msg(QoS::AtLeastOnce, b"ab")).accepted);
+        assert!(o.push(msg(QoS::AtLeastOnce, b"cd")).accepted);
+        assert!(!o.push(msg(QoS::AtLeastOnce, b"ef")).accepted);
+        o.next_packet(Instant::now());
+        assert!(
+            o.push(msg(QoS::AtLeastOnce, b"ef")).accepted,
+            "sent bytes are freed"
+        );
+    }
+
+    #[test]
+    fn inflight_window_holds_back_qos1_but_not_ack_flow() {
+        let mut o = Outbox::new(limits(10, 1000, 1));
+        o.push(msg(QoS::AtLeastOnce, b"1"));
+        o.push(msg(QoS::AtLeastOnce, b"2"));
+        let now = Instant::now();
+        let first = as_publish(o.next_packet(now));
+        assert_eq!(first.packet_id, Some(1));
+        assert!(!o.has_sendable());
+        assert_eq!(o.next_packet(now), None);
+        assert!(o.acked(1));
+        assert!(!o.acked(1), "a second PUBACK is unknown");
+        assert_eq!(as_publish(o.next_packet(now)).packet_id, Some(2));
+    }
+
+    #[test]
+    fn packet_ids_skip_ids_still_inflight() {
+        let mut o = Outbox::new(limits(10, 1000, 3));
+        let now = Instant::now();
+        o.last_id = u16::MAX - 1;
+        for _ in 0..3 {
+            o.push(msg(QoS::AtLeastOnce, b"x"));
+        }
+        let ids: Vec<_> = (0..3)
+            .map(|_| as_publish(o.next_packet(now)).packet_id)
+            .collect();
+        assert_eq!(ids, vec![Some(u16::MAX), Some(1), Some(2)]);
+        assert!(o.acked(1));
+        o.last_id = u16::MAX - 1;
+        o.push(msg(QoS::AtLeastOnce, b"y"));
+        // 65535 and 2 are still inflight: the next free id after 65534 is 1.
+        assert_eq!(as_publish(o.next_packet(now)).packet_id, Some(1));
+    }
+
+    #[test]
+    fn qos2_flow_sends_pubrel_then_completes() {
+        let mut o = Outbox::new(limits(10, 1000, 4));
+        let now = Instant::now();
+        o.push(msg(QoS::ExactlyOnce, b"x"));
+        let p = as_publish(o.next_packet(now));
+        let id = p.packet_id.unwrap();
+        assert!(!o.completed(id), "PUBCOMP before PUBREC is unknown");
+        assert!(o.received(id));
+        assert_eq!(
+            o.next_packet(now).map(Outbound::into_packet),
+            Some(Packet::PubRel(PubResp::new(id)))
+        );
+        assert!(o.received(id), "a repeated PUBREC is answered again");
+        assert_eq!(
+            o.next_packet(now).map(Outbound::into_packet),
+            Some(Packet::PubRel(PubResp::new(id)))
+        );
+        assert!(o.completed(id));
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn reconnect_resends_inflight_with_dup_in_order_before_new() {
+        let mut o = Outbox::new(limits(10, 1000, 4));
+        let now = Instant::now();
+        o.push(msg(QoS::AtLeastOnce, b"1"));
+        o.push(msg(QoS::ExactlyOnce, b"2"));
+        o.push(msg(QoS::AtLeastOnce, b"3"));
+        let a = as_publish(o.next_packet(now));
+        let b = as_publish(o.next_packet(now));
+        assert!(o.received(b.packet_id.unwrap()));
+        o.resend_all();
+        let again = as_publish(o.next_packet(now));
+        assert_eq!((again.packet_id, again.dup), (a.packet_id, true));
+        assert_eq!(
+            o.next_packet(now).map(Outbound::into_packet),
+            Some(Packet::PubRel(PubResp::new(b.packet_id.unwrap())))
+        );
+        let third = as_publish(o.next_packet(now));
+        assert_eq!((third.payload.as_ref(), third.dup), (&b"3"[..], false));
+    }
+
+    #[test]
+    fn retry_marks_only_old_messages() {
+        let mut o = Outbox::new(limits(10, 1000, 4));
+        let t0 = Instant::now();
+        o.push(msg(QoS::AtLeastOnce, b"1"));
+        o.next_packet(t0);
+        o.push(msg(QoS::AtLeastOnce, b"2"));
+        o.next_packet(t0 + Duration::from_secs(15));
+        assert_eq!(
+            o.resend_older_than(t0 + Duration::from_secs(20), Duration::from_secs(20)),
+            1
+        );
+        let p = as_publish(o.next_packet(t0 + Duration::from_secs(20)));
+        assert_eq!((p.payload.as_ref(), p.dup), (&b"1"[..], true));
+        assert_eq!(o.next_packet(t0 + Duration::from_secs(20)), None);
+    }
+}

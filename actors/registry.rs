@@ -1,0 +1,657 @@
+//! [`Registry`]: the naming service of one node. One per node, on the node's main arbiter.
+//!
+//! Who talks to it: connections ask it to [`OpenSession`] (find, replace or start the session
+//! of a client id); sessions send [`Subscribe`], [`Unsubscribe`], [`Retain`], [`EnsureTopic`]
+//! (first publish to a name that has subscribers but no Topic yet) and [`SessionEnded`].
+//! It tells sessions to [`Discard`] themselves when a clean start
+//! replaces them, and Topics about their subscribers ([`SetSubscriber`]) and when to
+//! [`Stop`].
+//!
+//! It owns every name and subscription of the node: client id → Session, topic name → Topic,
+//! the filter trie of all subscriptions, the index of retained messages, and each client's
+//! own filters. It publishes the read side through [`Routes`](super::Routes), so publishes do not wait on
+//! it. It is the one place that resolves the clash between client ids and topic names: a
+//! CONNECT with a client id equal to a subscribed topic name is refused, and so is a
+//! subscription to a filter equal to an existing client id.
+//!
+//! It never waits on another actor inside a handler (it only `do_send`s control messages to
+//! Topics and Sessions), so requests to it always complete. Those `do_send`s cannot be
+//! flooded by a client: each follows one request, and a session has at most one request
+//! outstanding at a time because its connection waits for each packet to be handled.
+
+use super::envelope::Envelope;
+use super::ids::{ClientId, TopicName};
+use super::routes::Subscription;
+use super::session::{Discard, Session};
+use super::topic::{SetSubscriber, Stop, Subscriber, Topic};
+use super::Node;
+use crate::codec::QoS;
+use crate::metrics::Metrics;
+use crate::topic::{self as topics, NameTrie};
+use actix::prelude::*;
+use actix_rt::ArbiterHandle;
+use slog::{debug, warn};
+use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+/// What the registry knows about one client id.
+struct Client {
+    /// Its session actor.
+    session: Addr<Session>,
+    /// The session outlives its connection (persistent session).
+    persistent: bool,
+    /// Its subscriptions, by filter.
+    filters: HashMap<String, Subscription>,
+}
+
+/// The node's naming service; see the module documentation.
+pub struct Registry {
+    /// Dependencies, with this Registry's own address.
+    node: Node,
+    /// Every session of the node.
+    clients: HashMap<ClientId, Client>,
+    /// Running Topic actors, searchable by filter.
+    topics: NameTrie<Addr<Topic>>,
+    /// Wildcard-free filters with at least one subscriber, with their subscriber counts:
+    /// these names cannot become client ids.
+    exact_filters: HashMap<String, usize>,
+    /// Retained messages by topic name.
+    retained: NameTrie<Envelope>,
+}
+
+impl Registry {
+    /// A registry serving `node` (whose `registry` field is this actor's address).
+    pub fn new(node: Node) -> Self {
+        Registry {
+            node,
+            clients: HashMap::new(),
+            topics: NameTrie::new(),
+            exact_filters: HashMap::new(),
+            retained: NameTrie::new(),
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Requests wait for room (send().await); only control messages bypass the bound.
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+/// Restarted in place by the [`Supervisor`](super::Supervisor) if it ever stops: state and
+/// address are kept.
+impl Supervised for Registry {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        warn!(self.node.log, "registry restarting");
+    }
+}
+
+/// Find, replace or create the session of a client id for a new connection.
+#[derive(Message)]
+#[rtype(result = "Result<SessionOpened, OpenSessionError>")]
+pub struct OpenSession {
+    /// The client id of the CONNECT (already assigned if the client sent none).
+    pub client_id: ClientId,
+    /// Clean session (3.x) / clean start (5.0): discard any existing session.
+    pub clean_start: bool,
+    /// The new connection wants its session kept after it disconnects.
+    pub persistent: bool,
+    /// Arbiter of the connection: a new session starts there.
+    pub arbiter: ArbiterHandle,
+}
+
+/// The session a connection should attach to.
+#[derive(Debug)]
+pub struct SessionOpened {
+    /// The session.
+    pub session: Addr<Session>,
+    /// It existed already with state kept for this client (CONNACK session present).
+    pub present: bool,
+}
+
+/// Why a client id cannot have a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OpenSessionError {
+    /// The client id is a topic name somebody subscribes to.
+    #[error("client id is a subscribed topic name")]
+    IdentifierIsTopic,
+}
+
+impl Handler<OpenSession> for Registry {
+    type Result = Result<SessionOpened, OpenSessionError>;
+
+    fn handle(&mut self, msg: OpenSession, _ctx: &mut Self::Context) -> Self::Result {
+        if self.exact_filters.contains_key(msg.client_id.as_str()) {
+            return Err(OpenSessionError::IdentifierIsTopic);
+        }
+        if let Some(client) = self.clients.get_mut(&msg.client_id) {
+            if client.persistent && !msg.clean_start {
+                client.persistent = msg.persistent;
+                return Ok(SessionOpened {
+                    session: client.session.clone(),
+                    present: true,
+                });
+            }
+        }
+        if let Some(old) = self.remove_client(&msg.client_id) {
+            debug!(self.node.log, "session replaced"; "client_id" => %msg.client_id);
+            old.do_send(Discard);
+        }
+        let node = self.node.clone();
+        let id = msg.client_id.clone();
+        let session = Session::start_in_arbiter(&msg.arbiter, move |_| Session::new(id, node));
+        self.node
+            .routes
+            .insert_session(msg.client_id.clone(), session.clone());
+        self.clients.insert(
+            msg.client_id,
+            Client {
+                session: session.clone(),
+                persistent: msg.persistent,
+                filters: HashMap::new(),
+            },
+        );
+        Metrics::incr(&self.node.metrics.sessions);
+        Ok(SessionOpened {
+            session,
+            present: false,
+        })
+    }
+}
+
+/// A session ended (clean disconnect or expiry) and stopped itself.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionEnded {
+    /// Its client id.
+    pub client_id: ClientId,
+    /// The session, so that a newer session with the same id is left alone.
+    pub session: Addr<Session>,
+}
+
+impl Handler<SessionEnded> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionEnded, _ctx: &mut Self::Context) {
+        let current = self
+            .clients
+            .get(&msg.client_id)
+            .is_some_and(|c| c.session == msg.session);
+        if current {
+            self.remove_client(&msg.client_id);
+        }
+    }
+}
+
+/// Add or replace subscriptions of one client.
+#[derive(Message)]
+#[rtype(result = "Subscribed")]
+pub struct Subscribe {
+    /// The subscribing client.
+    pub client_id: ClientId,
+    /// Valid filters with their options (QoS = the QoS to grant), in request order.
+    pub filters: Vec<(String, Subscription)>,
+}
+
+/// Outcome of [`Subscribe`].
+#[derive(Debug, Default)]
+pub struct Subscribed {
+    /// Per filter, in request order: the granted QoS, or why it was refused.
+    pub granted: Vec<Result<QoS, SubscribeRefused>>,
+    /// Retained messages to send after the SUBACK, with their delivery QoS.
+    pub retained: Vec<(Envelope, QoS)>,
+}
+
+/// Why one filter of a SUBSCRIBE was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeRefused {
+    /// The filter is another session's client id (direct messaging owns that name).
+    #[error("filter is a client id")]
+    ClientId,
+    /// The session is not registered any more.
+    #[error("session unknown")]
+    NoSession,
+}
+
+impl Handler<Subscribe> for Registry {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
+        let mut out = Subscribed::default();
+        for (filter, subscription) in msg.filters {
+            let outcome = self.subscribe(&msg.client_id, filter, subscription, &mut out.retained);
+            out.granted.push(outcome);
+        }
+        MessageResult(out)
+    }
+}
+
+/// Remove subscriptions of one client.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    /// The client.
+    pub client_id: ClientId,
+    /// Filters to remove; unknown ones are ignored.
+    pub filters: Vec<String>,
+}
+
+impl Handler<Unsubscribe> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Self::Context) {
+        let Some(client) = self.clients.get_mut(&msg.client_id) else {
+            return;
+        };
+        let removed: Vec<String> = msg
+            .filters
+            .into_iter()
+            .filter(|f| client.filters.remove(f).is_some())
+            .collect();
+        self.forget_filters(&msg.client_id, &removed);
+    }
+}
+
+/// Set (non-empty payload) or clear (empty payload) the retained message of a topic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retain {
+    /// A message published with RETAIN=1.
+    pub envelope: Envelope,
+}
+
+impl Handler<Retain> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Retain, _ctx: &mut Self::Context) {
+        let name = msg.envelope.topic.clone();
+        if msg.envelope.clears_retained() {
+            if self.retained.remove(name.as_str()).is_some() {
+                Metrics::sub(&self.node.metrics.retained, 1);
+            }
+        } else if self.retained.insert(name.as_str(), msg.envelope).is_none() {
+            Metrics::incr(&self.node.metrics.retained);
+        }
+    }
+}
+
+/// The Topic actor for a name, started if subscriptions match it; `None` if none does.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<Topic>>")]
+pub struct EnsureTopic {
+    /// The topic name.
+    pub name: TopicName,
+}
+
+impl Handler<EnsureTopic> for Registry {
+    type Result = Option<Addr<Topic>>;
+
+    fn handle(&mut self, msg: EnsureTopic, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(topic) = self.topics.get(msg.name.as_str()) {
+            return Some(topic.clone());
+        }
+        let mut subscribers: HashMap<ClientId, Subscriber> = HashMap::new();
+        self.node.routes.filters().for_each_match(
+            msg.name.as_str(),
+            |_filter, client_id, subscription| {
+                let Some(client) = self.clients.get(client_id) else {
+                    return;
+                };
+                match subscribers.entry(client_id.clone()) {
+                    Entry::Occupied(mut e) => merge(e.get_mut(), subscription),
+                    Entry::Vacant(e) => {
+                        e.insert(subscriber(&client.session, subscription));
+                    }
+                }
+            },
+        );
+        if subscribers.is_empty() {
+            return None;
+        }
+        let topic = self.start_topic(msg.name.clone(), subscribers);
+        Some(topic)
+    }
+}
+
+impl Registry {
+    /// Adds one subscription; collects the retained messages it should receive.
+    fn subscribe(
+        &mut self,
+        client_id: &ClientId,
+        filter: String,
+        subscription: Subscription,
+        retained: &mut Vec<(Envelope, QoS)>,
+    ) -> Result<QoS, SubscribeRefused> {
+        if self.clients.contains_key(filter.as_str()) {
+            return Err(SubscribeRefused::ClientId);
+        }
+        let Some(client) = self.clients.get_mut(client_id) else {
+            return Err(SubscribeRefused::NoSession);
+        };
+        let session = client.session.clone();
+        let existed = client
+            .filters
+            .insert(filter.clone(), subscription)
+            .is_some();
+        self.node
+            .routes
+            .filters_mut()
+            .insert(&filter, client_id.clone(), subscription);
+        if !existed {
+            Metrics::incr(&self.node.metrics.subscriptions);
+            if !topics::is_wildcard(&filter) {
+                *self.exact_filters.entry(filter.clone()).or_insert(0) += 1;
+            }
+        }
+        // Running Topics whose name the filter matches get the client's new merged entry.
+        let mut affected = Vec::new();
+        self.topics.for_each_match(&filter, |name, topic| {
+            affected.push((TopicName::from(name), topic.clone()))
+        });
+        for (name, topic) in affected {
+            let merged = self.merged(client_id, name.as_str(), &session);
+            topic.do_send(SetSubscriber {
+                client_id: client_id.clone(),
+                subscriber: merged,
+            });
+        }
+        let granted = subscription.options.qos;
+        let send_retained = match subscription.options.retain_handling {
+            0 => true,
+            1 => !existed,
+            _ => false,
+        };
+        if send_retained {
+            self.retained.for_each_match(&filter, |_name, envelope| {
+                retained.push((envelope.clone(), envelope.qos.min(granted)));
+            });
+        }
+        Ok(granted)
+    }
+
+    /// Unregisters a client and everything it subscribed; returns its session.
+    fn remove_client(&mut self, client_id: &ClientId) -> Option<Addr<Session>> {
+        let client = self.clients.remove(client_id)?;
+        self.node.routes.remove_session(client_id.as_str());
+        Metrics::sub(&self.node.metrics.sessions, 1);
+        let filters: Vec<String> = client.filters.into_keys().collect();
+        self.forget_filters(client_id, &filters);
+        Some(client.session)
+    }
+
+    /// Removes `filters` of `client_id` from the trie and updates the Topics they matched
+    /// (the client's own `filters` map is already updated). Stops Topics left with no
+    /// matching filter.
+    fn forget_filters(&mut self, client_id: &ClientId, filters: &[String]) {
+        if filters.is_empty() {
+            return;
+        }
+        let mut affected: HashMap<TopicName, Addr<Topic>> = HashMap::new();
+        {
+            let mut trie = self.node.routes.filters_mut();
+            for filter in filters {
+                if trie.remove(filter, client_id).is_none() {
+                    continue;
+                }
+                Metrics::sub(&self.node.metrics.subscriptions, 1);
+                if !topics::is_wildcard(filter) {
+                    if let Entry::Occupied(mut e) = self.exact_filters.entry(filter.clone()) {
+                        *e.get_mut() -= 1;
+                        if *e.get() == 0 {
+                            e.remove();
+                        }
+                    }
+                }
+                self.topics.for_each_match(filter, |name, topic| {
+                    affected.insert(TopicName::from(name), topic.clone());
+                });
+            }
+        }
+        let session = self.clients.get(client_id).map(|c| c.session.clone());
+        for (name, topic) in affected {
+            let merged = session
+                .as_ref()
+                .and_then(|s| self.merged(client_id, name.as_str(), s));
+            topic.do_send(SetSubscriber {
+                client_id: client_id.clone(),
+                subscriber: merged,
+            });
+            if !self.node.routes.filters().has_match(name.as_str()) {
+                self.stop_topic(&name, &topic);
+            }
+        }
+    }
+
+    /// The merged subscriber entry of `client_id` for topic `name`, from its own filters.
+    fn merged(
+        &self,
+        client_id: &ClientId,
+        name: &str,
+        session: &Addr<Session>,
+    ) -> Option<Subscriber> {
+        let client = self.clients.get(client_id)?;
+        let mut out: Option<Subscriber> = None;
+        for (filter, subscription) in &client.filters {
+            if !topics::matches(filter, name) {
+                continue;
+            }
+            match &mut out {
+                Some(s) => merge(s, subscription),
+                None => out = Some(subscriber(session, subscription)),
+            }
+        }
+        out
+    }
+
+    fn start_topic(
+        &mut self,
+        name: TopicName,
+        subscribers: HashMap<ClientId, Subscriber>,
+    ) -> Addr<Topic> {
+        let workers = &self.node.workers;
+        let log = self.node.log.clone();
+        let topic_name = name.clone();
+        let topic = if workers.is_empty() {
+            Topic::new(topic_name, subscribers, &log).start()
+        } else {
+            let mut h = DefaultHasher::new();
+            name.hash(&mut h);
+            let arbiter = &workers[(h.finish() % workers.len() as u64) as usize];
+            Topic::start_in_arbiter(arbiter, move |_| Topic::new(topic_name, subscribers, &log))
+        };
+        self.topics.insert(name.as_str(), topic.clone());
+        self.node.routes.insert_topic(name, topic.clone());
+        Metrics::incr(&self.node.metrics.topics);
+        topic
+    }
+
+    fn stop_topic(&mut self, name: &TopicName, topic: &Addr<Topic>) {
+        self.node.routes.remove_topic(name.as_str());
+        self.topics.remove(name.as_str());
+        Metrics::sub(&self.node.metrics.topics, 1);
+        topic.do_send(Stop);
+        debug!(self.node.log, "topic stopped"; "topic" => %name);
+    }
+}
+
+/// The subscriber entry for one matching subscription.
+fn subscriber(session: &Addr<Session>, subscription: &Subscription) -> Subscriber {
+    Subscriber {
+        session: session.clone(),
+        qos: subscription.options.qos,
+        no_local: subscription.options.no_local,
+        retain_as_published: subscription.options.retain_as_published,
+        subscription_ids: subscription.identifier.into_iter().collect(),
+    }
+}
+
+/// Folds one more matching subscription of the same client into its entry: highest QoS,
+/// No Local only if every filter asks for it, Retain As Published if any does.
+fn merge(entry: &mut Subscriber, subscription: &Subscription) {
+    entry.qos = entry.qos.max(subscription.options.qos);
+    entry.no_local &= subscription.options.no_local;
+    entry.retain_as_published |= subscription.options.retain_as_published;
+    entry.subscription_ids.extend(subscription.identifier);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::envelope::Message;
+    use crate::actors::session::AttachOptions;
+    use crate::actors::testing::{attach, node};
+    use crate::codec::{Properties, SubscriptionOptions};
+    use bytes::Bytes;
+
+    fn sub(qos: QoS) -> Subscription {
+        Subscription {
+            options: SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+            identifier: None,
+        }
+    }
+
+    fn retained(topic: &str, qos: QoS, payload: &'static [u8]) -> Envelope {
+        Envelope::new(Message {
+            from: ClientId::from("p"),
+            topic: TopicName::from(topic),
+            qos,
+            retain: true,
+            payload: Bytes::from_static(payload),
+            properties: Properties::default(),
+        })
+    }
+
+    async fn subscribe(node: &Node, id: &str, filter: &str, qos: QoS) -> Subscribed {
+        node.registry
+            .send(Subscribe {
+                client_id: ClientId::from(id),
+                filters: vec![(filter.into(), sub(qos))],
+            })
+            .await
+            .unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn client_ids_and_topic_names_do_not_clash() {
+        let node = node();
+        attach(&node, "alice", true, AttachOptions::default()).await;
+        attach(&node, "bob", true, AttachOptions::default()).await;
+        let out = subscribe(&node, "bob", "alice", QoS::AtMostOnce).await;
+        assert_eq!(out.granted, vec![Err(SubscribeRefused::ClientId)]);
+        let out = subscribe(&node, "bob", "news", QoS::AtLeastOnce).await;
+        assert_eq!(out.granted, vec![Ok(QoS::AtLeastOnce)]);
+        let refused = node
+            .registry
+            .send(OpenSession {
+                client_id: ClientId::from("news"),
+                clean_start: true,
+                persistent: false,
+                arbiter: actix_rt::Arbiter::current(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(refused.err(), Some(OpenSessionError::IdentifierIsTopic));
+        // A wildcard filter that happens to match the id does not reserve it.
+        subscribe(&node, "bob", "carol/#", QoS::AtMostOnce).await;
+        attach(&node, "carol", true, AttachOptions::default()).await;
+    }
+
+    #[actix_rt::test]
+    async fn topics_start_on_demand_and_stop_with_their_last_filter() {
+        let node = node();
+        attach(&node, "c", true, AttachOptions::default()).await;
+        let none = node
+            .registry
+            .send(EnsureTopic { name: "a/b".into() })
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        subscribe(&node, "c", "a/+", QoS::AtMostOnce).await;
+        subscribe(&node, "c", "a/b", QoS::ExactlyOnce).await;
+        assert!(node.routes.has_subscriber("a/b"));
+        let topic = node
+            .registry
+            .send(EnsureTopic { name: "a/b".into() })
+            .await
+            .unwrap();
+        assert!(topic.is_some());
+        assert!(node.routes.topic("a/b").is_some());
+        assert_eq!(node.metrics.snapshot().topics, 1);
+        let unsubscribe = |filter: &str| Unsubscribe {
+            client_id: ClientId::from("c"),
+            filters: vec![filter.into()],
+        };
+        node.registry.send(unsubscribe("a/b")).await.unwrap();
+        assert!(node.routes.topic("a/b").is_some(), "a/+ still matches");
+        node.registry.send(unsubscribe("a/+")).await.unwrap();
+        assert!(node.routes.topic("a/b").is_none());
+        assert!(!node.routes.has_subscriber("a/b"));
+        assert_eq!(node.metrics.snapshot().topics, 0);
+        assert_eq!(node.metrics.snapshot().subscriptions, 0);
+    }
+
+    #[actix_rt::test]
+    async fn retained_messages_are_set_cleared_and_degraded() {
+        let node = node();
+        attach(&node, "c", true, AttachOptions::default()).await;
+        let reg = &node.registry;
+        reg.send(Retain {
+            envelope: retained("r/1", QoS::ExactlyOnce, b"one"),
+        })
+        .await
+        .unwrap();
+        reg.send(Retain {
+            envelope: retained("r/2", QoS::AtMostOnce, b"two"),
+        })
+        .await
+        .unwrap();
+        let out = subscribe(&node, "c", "r/#", QoS::AtLeastOnce).await;
+        let mut got: Vec<_> = out
+            .retained
+            .iter()
+            .map(|(e, q)| (e.topic.to_string(), *q))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("r/1".into(), QoS::AtLeastOnce),
+                ("r/2".into(), QoS::AtMostOnce)
+            ]
+        );
+        reg.send(Retain {
+            envelope: retained("r/1", QoS::AtMostOnce, b""),
+        })
+        .await
+        .unwrap();
+        let out = subscribe(&node, "c", "r/1", QoS::AtLeastOnce).await;
+        assert!(out.retained.is_empty());
+        assert_eq!(node.metrics.snapshot().retained, 1);
+    }
+
+    #[actix_rt::test]
+    async fn clean_start_discards_the_old_session_and_its_subscriptions() {
+        let node = node();
+        let persistent = AttachOptions {
+            expiry: std::time::Duration::from_secs(60),
+            ..Default::default()
+        };
+        let (old, _, old_end) = attach(&node, "c", false, persistent).await;
+        subscribe(&node, "c", "x", QoS::AtMostOnce).await;
+        let (new, _, _) = attach(&node, "c", true, AttachOptions::default()).await;
+        assert_ne!(old, new);
+        assert_eq!(
+            *old_end.close.borrow(),
+            Some(crate::actors::CloseReason::TakenOver)
+        );
+        assert!(!node.routes.has_subscriber("x"));
+        assert_eq!(node.metrics.snapshot().sessions, 1);
+    }
+}

@@ -1,0 +1,109 @@
+//! [`Routes`]: the route snapshot that sessions read on the publish path without an actor
+//! round trip.
+//!
+//! The [`Registry`](super::Registry) is its only writer; sessions only read it. It holds the
+//! three things a publishing session must know: whether the topic name is a client id (a
+//! direct message), which [`Topic`] actor serves the name, and — when no Topic
+//! runs yet — whether any subscription filter matches the name at all. So a publish to a
+//! name nobody subscribes to costs three lookups and no actor hop, and only the first
+//! publish to a matching name asks the Registry to start its Topic.
+//!
+//! Why concurrent maps rather than an immutable snapshot swapped on every change: the
+//! name maps and the filter trie can hold millions of entries, and a copy-on-write snapshot
+//! would copy all of them for each CONNECT or SUBSCRIBE. [`DashMap`] shards its locks, so
+//! readers on different cores rarely meet; the filter trie sits behind one `RwLock` that
+//! readers take only for a `has_match` walk (no allocation, no await), and only when a name
+//! has no Topic yet. Each entry is written by the Registry alone, which serialises every
+//! change, so readers see each change whole and in the order the Registry made it.
+
+use super::ids::{ClientId, TopicName};
+use super::session::Session;
+use super::topic::Topic;
+use crate::codec::SubscriptionOptions;
+use crate::topic::FilterTrie;
+use actix::Addr;
+use dashmap::DashMap;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// One client's subscription to one filter, as stored in the filter trie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// Options from SUBSCRIBE (QoS is the granted QoS).
+    pub options: SubscriptionOptions,
+    /// MQTT 5 subscription identifier, if the SUBSCRIBE carried one.
+    pub identifier: Option<u32>,
+}
+
+/// Names → actors and the filter trie; see the module documentation.
+pub struct Routes {
+    sessions: DashMap<ClientId, Addr<Session>>,
+    topics: DashMap<TopicName, Addr<Topic>>,
+    filters: RwLock<FilterTrie<ClientId, Subscription>>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes::new()
+    }
+}
+
+impl Routes {
+    /// Empty routes.
+    pub fn new() -> Self {
+        Routes {
+            sessions: DashMap::new(),
+            topics: DashMap::new(),
+            filters: RwLock::new(FilterTrie::new()),
+        }
+    }
+
+    /// The session of client id `name`, if one exists (online or offline).
+    pub fn session(&self, name: &str) -> Option<Addr<Session>> {
+        self.sessions.get(name).map(|a| a.value().clone())
+    }
+
+    /// The Topic actor serving topic `name`, if one runs.
+    pub fn topic(&self, name: &str) -> Option<Addr<Topic>> {
+        self.topics.get(name).map(|a| a.value().clone())
+    }
+
+    /// True when at least one subscription filter matches topic `name`.
+    pub fn has_subscriber(&self, name: &str) -> bool {
+        self.filters().has_match(name)
+    }
+
+    /// Number of sessions registered.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Read access to the filter trie.
+    pub(super) fn filters(&self) -> RwLockReadGuard<'_, FilterTrie<ClientId, Subscription>> {
+        self.filters.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Write access to the filter trie (Registry only).
+    pub(super) fn filters_mut(&self) -> RwLockWriteGuard<'_, FilterTrie<ClientId, Subscription>> {
+        self.filters.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a session (Registry only).
+    pub(super) fn insert_session(&self, id: ClientId, session: Addr<Session>) {
+        self.sessions.insert(id, session);
+    }
+
+    /// Unregisters a session (Registry only).
+    pub(super) fn remove_session(&self, id: &str) {
+        self.sessions.remove(id);
+    }
+
+    /// Registers a topic (Registry only).
+    pub(super) fn insert_topic(&self, name: TopicName, topic: Addr<Topic>) {
+        self.topics.insert(name, topic);
+    }
+
+    /// Unregisters a topic (Registry only).
+    pub(super) fn remove_topic(&self, name: &str) {
+        self.topics.remove(name);
+    }
+}

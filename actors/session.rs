@@ -1,0 +1,1043 @@
+//! [`Session`]: one actor per client id, alive while its client is connected and, for a
+//! persistent session, until it expires after the client went away.
+//!
+//! Who talks to it: the client's connection [`Attach`]es to it after the Registry opened it,
+//! forwards every packet it does not answer itself as [`Inbound`] (waiting for each to be
+//! handled, which is how a publisher is slowed down) and reports [`Detached`] when the
+//! socket goes. Topics and other sessions (direct messages) send [`Deliver`]. The Registry
+//! sends [`Discard`] when a clean start replaces the session. It sends the Registry
+//! subscription changes, retained messages, topic start requests and [`SessionEnded`].
+//!
+//! It owns the client's MQTT state: subscriptions, the [`Outbox`] (bounded queue and
+//! inflight window), inbound QoS 2 packet ids awaiting PUBREL, the will, the expiry timer
+//! and the current connection ([`ClientLink`] with its epoch). Messages from a connection
+//! whose epoch is not the current one are refused, so a taken-over connection can never
+//! change the session; the old connection is closed exactly once, without its will.
+//!
+//! Publishing (from the client, or its will): a topic name that is a client id goes
+//! straight to that session; otherwise the route snapshot names the Topic, or says that some
+//! filter matches and the Registry must start the Topic first, or that nobody listens. A
+//! QoS 1 message is acknowledged, and a QoS 2 message is PUBREC'd, only once it is in every
+//! destination's mailbox. When a destination's mailbox is full the message waits for room,
+//! which holds back the publisher's connection (and so the publisher, through TCP).
+//!
+//! Writing: packets go to the link's bounded channel. When it is full the session keeps
+//! messages in its Outbox and waits for room with a single reservation; acknowledgements
+//! wait in a short control queue that, when over [`CONTROL_BACKLOG`], holds back the
+//! client's next packet until the client reads.
+
+use super::envelope::Envelope;
+use super::ids::ClientId;
+use super::link::{AckKind, ClientLink, CloseReason, Epoch, Outbound, ReserveError};
+use super::outbox::{Limits, Outbox, Outgoing};
+use super::registry::{self, EnsureTopic, Retain, SessionEnded, SubscribeRefused};
+use super::routes::Subscription;
+use super::topic::Distribute;
+use super::Node;
+use crate::codec::{
+    self, reason, LastWill, Packet, Protocol, QoS, SubAck, SubscriptionOptions, UnsubAck,
+};
+use crate::metrics::Metrics;
+use crate::topic::{validate_topic_filter, validate_topic_name};
+use actix::fut::wrap_future;
+use actix::prelude::*;
+use slog::{debug, info, o, warn, Logger};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+/// Mailbox size of a session.
+pub const MAILBOX: usize = 64;
+
+/// Acknowledgements a session holds for a client that does not read before it stops
+/// taking the client's packets.
+pub const CONTROL_BACKLOG: usize = 32;
+
+/// A routing step that has to wait (for a Topic to start, or for room in a mailbox).
+type Pending = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The state of one client id; see the module documentation.
+pub struct Session {
+    /// The client id this session belongs to.
+    client_id: ClientId,
+    /// Node dependencies (config, routes, registry, metrics, workers).
+    node: Node,
+    /// Logger carrying the client id.
+    log: Logger,
+    /// The attached connection, if the client is online.
+    link: Option<ClientLink>,
+    /// Protocol level of the last connection.
+    protocol: Protocol,
+    /// Outbound queue and inflight window.
+    outbox: Outbox,
+    /// Acknowledgements and SUBACK/UNSUBACK waiting for room on the link.
+    control: VecDeque<Outbound>,
+    /// Filters subscribed, with their options.
+    subscriptions: HashMap<String, SubscriptionOptions>,
+    /// Inbound QoS 2 packet ids routed and PUBREC'd, awaiting PUBREL.
+    inbound_qos2: HashSet<u16>,
+    /// The will of the current connection.
+    will: Option<LastWill>,
+    /// How long the session outlives its connection (zero: it ends with it).
+    expiry: Duration,
+    /// Pending expiry while offline.
+    expiry_timer: Option<SpawnHandle>,
+    /// Periodic resend of unacknowledged messages (3.x clients).
+    retry_timer: Option<SpawnHandle>,
+    /// Epoch of the link a room reservation is waiting on.
+    waiting_for_room: Option<Epoch>,
+    /// MQTT 5 Maximum Packet Size of the client.
+    client_max_packet: Option<u32>,
+    /// Outbox length last added to the `queued` gauge.
+    counted_queue: usize,
+    /// Messages dropped since the outbox last had room (logged once per streak).
+    overflow_streak: u64,
+    /// The session is stopping; it accepts no new connection.
+    ending: bool,
+}
+
+impl Session {
+    /// A new, empty, offline session for `client_id`.
+    pub fn new(client_id: ClientId, node: Node) -> Self {
+        let log = node.log.new(o!("client_id" => client_id.to_string()));
+        let s = &node.config.session;
+        let outbox = Outbox::new(Limits {
+            max_messages: s.max_queued_messages,
+            max_bytes: s.max_queued_bytes,
+            max_inflight: s.max_inflight,
+        });
+        Session {
+            client_id,
+            log,
+            link: None,
+            protocol: Protocol::V311,
+            outbox,
+            control: VecDeque::new(),
+            subscriptions: HashMap::new(),
+            inbound_qos2: HashSet::new(),
+            will: None,
+            expiry: Duration::ZERO,
+            expiry_timer: None,
+            retry_timer: None,
+            waiting_for_room: None,
+            client_max_packet: None,
+            counted_queue: 0,
+            overflow_streak: 0,
+            ending: false,
+            node,
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        Metrics::sub(&self.node.metrics.queued, self.counted_queue as u64);
+        if let Some(link) = self.link.take() {
+            link.close(CloseReason::ServerShutdown);
+        }
+    }
+}
+
+/// Attach a connection that sent CONNECT for this client id (its CONNACK is already on
+/// the link).
+#[derive(Message)]
+#[rtype(result = "Result<(), SessionGone>")]
+pub struct Attach {
+    /// The connection's outbound handle.
+    pub link: ClientLink,
+    /// What the CONNECT asked for.
+    pub options: AttachOptions,
+}
+
+/// Per-connection settings taken from CONNECT.
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    /// The will to publish if the connection is lost.
+    pub will: Option<LastWill>,
+    /// How long the session outlives the connection (zero: it ends with it).
+    pub expiry: Duration,
+    /// MQTT 5 Receive Maximum of the client.
+    pub receive_maximum: Option<u16>,
+    /// MQTT 5 Maximum Packet Size of the client.
+    pub max_packet_size: Option<u32>,
+}
+
+/// The session is stopping; ask the Registry for a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("session is ending")]
+pub struct SessionGone;
+
+impl Handler<Attach> for Session {
+    type Result = Result<(), SessionGone>;
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
+        if self.ending {
+            return Err(SessionGone);
+        }
+        if let Some(old) = self.link.take() {
+            old.close(CloseReason::TakenOver);
+            info!(self.log, "session taken over";
+                "old_connection" => %old.epoch(), "connection" => %msg.link.epoch());
+        }
+        if let Some(timer) = self.expiry_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(timer) = self.retry_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let options = msg.options;
+        self.protocol = msg.link.protocol();
+        self.will = options.will;
+        self.expiry = options.expiry;
+        self.client_max_packet = options.max_packet_size;
+        let window = options
+            .receive_maximum
+            .map_or(self.node.config.session.max_inflight, |r| {
+                r.min(self.node.config.session.max_inflight)
+            });
+        self.outbox.set_max_inflight(window);
+        self.control.clear();
+        self.outbox.resend_all();
+        self.link = Some(msg.link);
+        if self.protocol != Protocol::V5 {
+            let interval = Duration::from_secs(self.node.config.session.retry_interval);
+            self.retry_timer = Some(ctx.run_interval(interval, move |act, ctx| {
+                if act.outbox.resend_older_than(Instant::now(), interval) > 0 {
+                    act.pump(ctx);
+                }
+            }));
+        }
+        self.pump(ctx);
+        Ok(())
+    }
+}
+
+/// A packet from the client, to be handled in order.
+#[derive(Message)]
+#[rtype(result = "Result<(), InboundError>")]
+pub struct Inbound {
+    /// Epoch of the connection it came from.
+    pub epoch: Epoch,
+    /// The packet: PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBSCRIBE or UNSUBSCRIBE.
+    pub packet: Packet,
+}
+
+/// Why the connection must close after an inbound packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InboundError {
+    /// The connection is no longer the session's current one (taken over).
+    #[error("connection was taken over")]
+    Stale,
+    /// The packet breaks the protocol; `reason` is the MQTT 5 DISCONNECT reason code.
+    #[error("protocol violation: {what}")]
+    Violation {
+        /// MQTT 5 reason code for the DISCONNECT.
+        reason: u8,
+        /// What was wrong, citing the specification.
+        what: &'static str,
+    },
+}
+
+impl Handler<Inbound> for Session {
+    type Result = ActorResponse<Self, Result<(), InboundError>>;
+
+    fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) -> Self::Result {
+        if self.link.as_ref().map(ClientLink::epoch) != Some(msg.epoch) {
+            return ActorResponse::reply(Err(InboundError::Stale));
+        }
+        let v5 = self.protocol == Protocol::V5;
+        match msg.packet {
+            Packet::Publish(publish) => return self.on_publish(publish, ctx),
+            Packet::Subscribe(subscribe) => return self.on_subscribe(subscribe),
+            Packet::Unsubscribe(unsubscribe) => return self.on_unsubscribe(unsubscribe),
+            Packet::PubAck(ack) => {
+                if !self.outbox.acked(ack.packet_id) {
+                    debug!(self.log, "PUBACK for unknown packet id"; "packet_id" => ack.packet_id);
+                }
+            }
+            Packet::PubRec(rec) => {
+                if v5 && rec.reason >= 0x80 {
+                    self.outbox.refused(rec.packet_id);
+                } else if !self.outbox.received(rec.packet_id) {
+                    debug!(self.log, "PUBREC for unknown packet id"; "packet_id" => rec.packet_id);
+                    if v5 {
+                        self.reply(Outbound::ack(
+                            AckKind::PubRel,
+                            rec.packet_id,
+                            reason::PACKET_IDENTIFIER_NOT_FOUND,
+                        ));
+                    }
+                }
+            }
+            Packet::PubRel(rel) => {
+                // [MQTT-4.3.3-12] PUBCOMP also for an id already completed, so the client
+                // cannot hang; MQTT 5 says the id was not found.
+                let code = if self.inbound_qos2.remove(&rel.packet_id) || !v5 {
+                    reason::SUCCESS
+                } else {
+                    reason::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.reply(Outbound::ack(AckKind::PubComp, rel.packet_id, code));
+            }
+            Packet::PubComp(comp) => {
+                if !self.outbox.completed(comp.packet_id) {
+                    debug!(self.log, "PUBCOMP for unknown packet id"; "packet_id" => comp.packet_id);
+                }
+            }
+            _ => {
+                return ActorResponse::reply(Err(InboundError::Violation {
+                    reason: reason::PROTOCOL_ERROR,
+                    what: "[MQTT-3.1.0-1] unexpected packet type from a client",
+                }))
+            }
+        }
+        self.pump(ctx);
+        self.settle()
+    }
+}
+
+/// The client's connection went away.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detached {
+    /// Epoch of the connection that went away.
+    pub epoch: Epoch,
+    /// Publish the will: the connection was lost without DISCONNECT (or MQTT 5 DISCONNECT
+    /// 0x04 asked for it).
+    pub publish_will: bool,
+    /// MQTT 5 DISCONNECT Session Expiry Interval, replacing the CONNECT value.
+    pub session_expiry: Option<u32>,
+}
+
+impl Handler<Detached> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detached, ctx: &mut Self::Context) {
+        if self.link.as_ref().map(ClientLink::epoch) != Some(msg.epoch) {
+            return;
+        }
+        self.link = None;
+        self.control.clear();
+        if let Some(timer) = self.retry_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(secs) = msg.session_expiry {
+            self.expiry = session_expiry(secs, self.node.config.session.max_age);
+        }
+        let will = self.will.take();
+        if msg.publish_will {
+            if let Some(will) = will {
+                info!(self.log, "publishing will"; "topic" => %will.topic);
+                let envelope = Envelope::from_will(self.client_id.clone(), will);
+                // Detached from this actor so that a session ending now still publishes it.
+                if let Some(pending) = route(&self.node, envelope) {
+                    actix_rt::spawn(pending);
+                }
+            }
+        }
+        info!(self.log, "client detached";
+            "connection" => %msg.epoch, "expiry_secs" => self.expiry.as_secs());
+        if self.expiry.is_zero() {
+            self.end(ctx);
+        } else {
+            self.expiry_timer = Some(ctx.run_later(self.expiry, |act, ctx| {
+                info!(act.log, "session expired");
+                act.end(ctx);
+            }));
+        }
+    }
+}
+
+/// A message for this client, from a Topic or a direct message.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    /// The message.
+    pub envelope: Envelope,
+    /// Delivery QoS.
+    pub qos: QoS,
+    /// RETAIN flag on the wire.
+    pub retain: bool,
+    /// MQTT 5 subscription identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        if self.ending {
+            return;
+        }
+        let outgoing = Outgoing {
+            envelope: msg.envelope,
+            qos: msg.qos,
+            retain: msg.retain,
+            subscription_ids: msg.subscription_ids,
+        };
+        self.enqueue(outgoing);
+        self.pump(ctx);
+    }
+}
+
+/// A clean start replaced this session: close the connection (without will) and stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Discard;
+
+impl Handler<Discard> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Discard, ctx: &mut Self::Context) {
+        self.ending = true;
+        self.will = None;
+        if let Some(link) = self.link.take() {
+            link.close(CloseReason::TakenOver);
+        }
+        debug!(self.log, "session discarded");
+        ctx.stop();
+    }
+}
+
+impl Session {
+    fn on_publish(
+        &mut self,
+        publish: codec::Publish,
+        ctx: &mut Context<Self>,
+    ) -> ActorResponse<Self, Result<(), InboundError>> {
+        if publish.properties.topic_alias.is_some() {
+            return ActorResponse::reply(Err(InboundError::Violation {
+                reason: reason::TOPIC_ALIAS_INVALID,
+                what: "[MQTT-3.3.2-8] topic alias above the server's Topic Alias Maximum (0)",
+            }));
+        }
+        let cfg = &self.node.config.mqtt;
+        if let Err(e) =
+            validate_topic_name(&publish.topic, cfg.max_topic_length, cfg.max_topic_levels)
+        {
+            warn!(self.log, "invalid topic name in PUBLISH"; "error" => %e);
+            return ActorResponse::reply(Err(InboundError::Violation {
+                reason: reason::TOPIC_NAME_INVALID,
+                what: "[MQTT-3.3.2-2] invalid topic name in PUBLISH",
+            }));
+        }
+        let qos = publish.qos;
+        let packet_id = publish.packet_id.unwrap_or(0);
+        let ack = match qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(Outbound::ack(AckKind::PubAck, packet_id, reason::SUCCESS)),
+            QoS::ExactlyOnce => {
+                let rec = Outbound::ack(AckKind::PubRec, packet_id, reason::SUCCESS);
+                if self.inbound_qos2.contains(&packet_id) {
+                    // A resend of a message already routed: acknowledge, do not route again.
+                    self.reply(rec);
+                    self.pump(ctx);
+                    return self.settle();
+                }
+                if self.inbound_qos2.len()
+                    >= usize::from(self.node.config.session.max_inbound_pending)
+                {
+                    return ActorResponse::reply(Err(InboundError::Violation {
+                        reason: reason::RECEIVE_MAXIMUM_EXCEEDED,
+                        what: "[MQTT-3.3.4-7] more QoS 2 messages awaiting PUBREL than Receive Maximum",
+                    }));
+                }
+                self.inbound_qos2.insert(packet_id);
+                Some(rec)
+            }
+        };
+        let envelope = Envelope::from_publish(self.client_id.clone(), publish);
+        match route(&self.node, envelope) {
+            None => {
+                if let Some(ack) = ack {
+                    self.reply(ack);
+                    self.pump(ctx);
+                }
+                self.settle()
+            }
+            Some(pending) => {
+                let epoch = self.link.as_ref().map(ClientLink::epoch);
+                ActorResponse::r#async(wrap_future(pending).map(move |(), act: &mut Self, ctx| {
+                    if let Some(ack) = ack {
+                        if act.link.as_ref().map(ClientLink::epoch) == epoch {
+                            act.reply(ack);
+                            act.pump(ctx);
+                        }
+                    }
+                    Ok(())
+                }))
+            }
+        }
+    }
+
+    fn on_subscribe(
+        &mut self,
+        subscribe: codec::Subscribe,
+    ) -> ActorResponse<Self, Result<(), InboundError>> {
+        let v5 = self.protocol == Protocol::V5;
+        let failure = move |code: u8| if v5 { code } else { 0x80 };
+        let cfg = &self.node.config.mqtt;
+        let identifier = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied();
+        let mut codes = vec![0u8; subscribe.topics.len()];
+        let mut positions = Vec::new();
+        let mut requests: Vec<(String, Subscription)> = Vec::new();
+        let mut added = 0usize;
+        for (i, entry) in subscribe.topics.into_iter().enumerate() {
+            if let Err(e) =
+                validate_topic_filter(&entry.filter, cfg.max_topic_length, cfg.max_topic_levels)
+            {
+                debug!(self.log, "invalid filter refused"; "error" => %e);
+                codes[i] = failure(reason::TOPIC_FILTER_INVALID);
+                continue;
+            }
+            if entry.filter.starts_with("$share/") {
+                codes[i] = failure(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+                continue;
+            }
+            let new = !self.subscriptions.contains_key(&entry.filter)
+                && !requests.iter().any(|(f, _)| *f == entry.filter);
+            if new && self.subscriptions.len() + added >= cfg.max_subscriptions {
+                codes[i] = failure(reason::QUOTA_EXCEEDED);
+                continue;
+            }
+            added += usize::from(new);
+            positions.push(i);
+            requests.push((
+                entry.filter,
+                Subscription {
+                    options: entry.options,
+                    identifier,
+                },
+            ));
+        }
+        let packet_id = subscribe.packet_id;
+        let epoch = self.link.as_ref().map(ClientLink::epoch);
+        let recorded: Vec<(String, SubscriptionOptions)> = requests
+            .iter()
+            .map(|(f, s)| (f.clone(), s.options))
+            .collect();
+        let request = self.node.registry.send(registry::Subscribe {
+            client_id: self.client_id.clone(),
+            filters: requests,
+        });
+        ActorResponse::r#async(
+            wrap_future(request).map(move |result, act: &mut Self, ctx| {
+                let mut retained = Vec::new();
+                match result {
+                    Ok(subscribed) => {
+                        let outcomes = positions.into_iter().zip(recorded).zip(subscribed.granted);
+                        for ((i, (filter, options)), outcome) in outcomes {
+                            codes[i] = match outcome {
+                                Ok(qos) => {
+                                    act.subscriptions.insert(filter, options);
+                                    qos as u8
+                                }
+                                Err(SubscribeRefused::ClientId) => failure(reason::NOT_AUTHORIZED),
+                                Err(SubscribeRefused::NoSession) => {
+                                    failure(reason::UNSPECIFIED_ERROR)
+                                }
+                            };
+                        }
+                        retained = subscribed.retained;
+                    }
+                    Err(_) => {
+                        for i in positions {
+                            codes[i] = failure(reason::UNSPECIFIED_ERROR);
+                        }
+                    }
+                }
+                if act.link.as_ref().map(ClientLink::epoch) == epoch {
+                    act.reply(Outbound::packet(Packet::SubAck(SubAck {
+                        packet_id,
+                        return_codes: codes,
+                        ..Default::default()
+                    })));
+                }
+                // Retained messages go out after the SUBACK, with RETAIN=1 ([MQTT-3.3.1-8]).
+                let ids: Vec<u32> = identifier.into_iter().collect();
+                for (envelope, qos) in retained {
+                    act.enqueue(Outgoing {
+                        envelope,
+                        qos,
+                        retain: true,
+                        subscription_ids: ids.clone(),
+                    });
+                }
+                act.pump(ctx);
+                Ok(())
+            }),
+        )
+    }
+
+    fn on_unsubscribe(
+        &mut self,
+        unsubscribe: codec::Unsubscribe,
+    ) -> ActorResponse<Self, Result<(), InboundError>> {
+        let v5 = self.protocol == Protocol::V5;
+        let reason_codes: Vec<u8> = unsubscribe
+            .filters
+            .iter()
+            .map(|f| match (self.subscriptions.remove(f).is_some(), v5) {
+                (_, false) => None,
+                (true, true) => Some(reason::SUCCESS),
+                (false, true) => Some(reason::NO_SUBSCRIPTION_EXISTED),
+            })
+            .collect::<Option<Vec<u8>>>()
+            .unwrap_or_default();
+        let packet_id = unsubscribe.packet_id;
+        let epoch = self.link.as_ref().map(ClientLink::epoch);
+        let request = self.node.registry.send(registry::Unsubscribe {
+            client_id: self.client_id.clone(),
+            filters: unsubscribe.filters,
+        });
+        // UNSUBACK only after the Registry stopped routing to these filters.
+        ActorResponse::r#async(wrap_future(request).map(move |_, act: &mut Self, ctx| {
+            if act.link.as_ref().map(ClientLink::epoch) == epoch {
+                act.reply(Outbound::packet(Packet::UnsubAck(UnsubAck {
+                    packet_id,
+                    reason_codes,
+                    ..Default::default()
+                })));
+                act.pump(ctx);
+            }
+            Ok(())
+        }))
+    }
+
+    /// Queues an acknowledgement for the client (sent by the next [`Session::pump`]).
+    fn reply(&mut self, packet: Outbound) {
+        if self.link.is_some() {
+            self.control.push_back(packet);
+        }
+    }
+
+    /// Puts a message in the outbox, counting what the overflow policy drops.
+    fn enqueue(&mut self, message: Outgoing) {
+        if let Some(max) = self.client_max_packet {
+            let packet = Packet::Publish(message.envelope.to_publish(
+                message.qos,
+                message.retain,
+                false,
+                (message.qos > QoS::AtMostOnce).then_some(u16::MAX),
+                &message.subscription_ids,
+            ));
+            if codec::encoded_len(&packet, self.protocol) > max as usize {
+                // [MQTT-3.1.2-25] never send a packet larger than the client accepts.
+                Metrics::incr(&self.node.metrics.dropped);
+                debug!(
+                    self.log,
+                    "message larger than the client's Maximum Packet Size dropped"
+                );
+                return;
+            }
+        }
+        let qos = message.qos;
+        let outcome = self.outbox.push(message);
+        let dropped = (outcome.evicted + usize::from(!outcome.accepted)) as u64;
+        if dropped > 0 {
+            Metrics::add(&self.node.metrics.dropped, dropped);
+            if self.overflow_streak == 0 {
+                warn!(self.log, "session queue full, dropping messages";
+                    "qos" => qos as u8, "queued" => self.outbox.len());
+            }
+            self.overflow_streak += dropped;
+        } else if self.overflow_streak > 0 {
+            info!(self.log, "session queue has room again"; "dropped" => self.overflow_streak);
+            self.overflow_streak = 0;
+        }
+        self.count_queue();
+    }
+
+    /// Writes control packets, then resends, then queued messages, while the link has room.
+    /// When it is full, waits (once per link) for room and continues from there.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let Some(link) = self.link.take() else {
+            return;
+        };
+        if self.waiting_for_room != Some(link.epoch()) {
+            let now = Instant::now();
+            loop {
+                if self.control.is_empty() && !self.outbox.has_sendable() {
+                    break;
+                }
+                match link.try_reserve() {
+                    Ok(permit) => match self.next_packet(now) {
+                        Some(packet) => permit.send(packet),
+                        None => break,
+                    },
+                    Err(ReserveError::Full) => {
+                        self.wait_for_room(link.clone(), ctx);
+                        break;
+                    }
+                    // The connection is closing; its Detached follows.
+                    Err(ReserveError::Closed) => break,
+                }
+            }
+        }
+        self.link = Some(link);
+        self.count_queue();
+    }
+
+    /// The next packet to write: control packets first, then the outbox.
+    fn next_packet(&mut self, now: Instant) -> Option<Outbound> {
+        if let Some(packet) = self.control.pop_front() {
+            return Some(packet);
+        }
+        let packet = self.outbox.next_packet(now)?;
+        if packet.is_publish() {
+            Metrics::incr(&self.node.metrics.publish_out);
+        }
+        Some(packet)
+    }
+
+    /// Reserves room on a full link and continues pumping once it is there.
+    fn wait_for_room(&mut self, link: ClientLink, ctx: &mut Context<Self>) {
+        let epoch = link.epoch();
+        self.waiting_for_room = Some(epoch);
+        ctx.spawn(
+            wrap_future(link.reserve()).map(move |permit, act: &mut Self, ctx| {
+                if act.waiting_for_room == Some(epoch) {
+                    act.waiting_for_room = None;
+                }
+                let current = act.link.as_ref().map(ClientLink::epoch) == Some(epoch);
+                if let (Ok(permit), true) = (permit, current) {
+                    if let Some(packet) = act.next_packet(Instant::now()) {
+                        permit.send(packet);
+                    }
+                }
+                act.pump(ctx);
+            }),
+        );
+    }
+
+    /// Finishes an inbound packet: when too many acknowledgements wait for a client that
+    /// does not read, its next packet is taken only once one of them got out.
+    fn settle(&mut self) -> ActorResponse<Self, Result<(), InboundError>> {
+        let Some(link) = self.link.clone() else {
+            return ActorResponse::reply(Ok(()));
+        };
+        if self.control.len() <= CONTROL_BACKLOG {
+            return ActorResponse::reply(Ok(()));
+        }
+        let epoch = link.epoch();
+        ActorResponse::r#async(wrap_future(link.reserve()).map(
+            move |permit, act: &mut Self, ctx| {
+                let current = act.link.as_ref().map(ClientLink::epoch) == Some(epoch);
+                if let (Ok(permit), true) = (permit, current) {
+                    if let Some(packet) = act.control.pop_front() {
+                        permit.send(packet);
+                    }
+                }
+                act.pump(ctx);
+                Ok(())
+            },
+        ))
+    }
+
+    /// Keeps the node's `queued` gauge in step with this outbox.
+    fn count_queue(&mut self) {
+        let now = self.outbox.len();
+        if now > self.counted_queue {
+            Metrics::add(&self.node.metrics.queued, (now - self.counted_queue) as u64);
+        } else if now < self.counted_queue {
+            Metrics::sub(&self.node.metrics.queued, (self.counted_queue - now) as u64);
+        }
+        self.counted_queue = now;
+    }
+
+    /// Ends the session: the Registry forgets it and its subscriptions.
+    fn end(&mut self, ctx: &mut Context<Self>) {
+        self.ending = true;
+        self.node.registry.do_send(SessionEnded {
+            client_id: self.client_id.clone(),
+            session: ctx.address(),
+        });
+        ctx.stop();
+    }
+}
+
+/// Routes a message published by a client (or its will). Returns the part that has to wait,
+/// if any; everything that could be done at once is done.
+fn route(node: &Node, envelope: Envelope) -> Option<Pending> {
+    let routes = &node.routes;
+    // A client id as topic: a direct message, delivered with the publisher's QoS.
+    if let Some(target) = routes.session(envelope.topic.as_str()) {
+        let deliver = Deliver {
+            qos: envelope.qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+            envelope,
+        };
+        return match target.try_send(deliver) {
+            Ok(()) | Err(SendError::Closed(_)) => None,
+            Err(SendError::Full(deliver)) => Some(Box::pin(async move {
+                // Closed meanwhile: the receiving session ended, nothing to deliver to.
+                let _ = target.send(deliver).await;
+            })),
+        };
+    }
+    let retain = envelope.retain.then(|| {
+        match node.registry.try_send(Retain {
+            envelope: envelope.clone(),
+        }) {
+            Ok(()) | Err(SendError::Closed(_)) => None,
+            Err(SendError::Full(msg)) => {
+                let registry = node.registry.clone();
+                Some(Box::pin(async move {
+                    let _ = registry.send(msg).await;
+                }) as Pending)
+            }
+        }
+    });
+    let deliver: Option<Pending> = match routes.topic(envelope.topic.as_str()) {
+        Some(topic) => match topic.try_send(Distribute { envelope }) {
+            Ok(()) => None,
+            Err(SendError::Full(msg)) => Some(Box::pin(async move {
+                let _ = topic.send(msg).await;
+            })),
+            // The Topic stopped after we looked it up: ask for the current one.
+            Err(SendError::Closed(msg)) => Some(start_topic_and_send(node, msg.envelope)),
+        },
+        None if routes.has_subscriber(envelope.topic.as_str()) => {
+            Some(start_topic_and_send(node, envelope))
+        }
+        None => None,
+    };
+    match (retain.flatten(), deliver) {
+        (None, None) => None,
+        (Some(one), None) | (None, Some(one)) => Some(one),
+        (Some(first), Some(second)) => Some(Box::pin(async move {
+            first.await;
+            second.await;
+        })),
+    }
+}
+
+/// Asks the Registry for the Topic of the envelope's name (starting it), then hands it over.
+fn start_topic_and_send(node: &Node, envelope: Envelope) -> Pending {
+    let registry = node.registry.clone();
+    Box::pin(async move {
+        let name = envelope.topic.clone();
+        if let Ok(Some(topic)) = registry.send(EnsureTopic { name }).await {
+            let _ = topic.send(Distribute { envelope }).await;
+        }
+    })
+}
+
+/// The session lifetime for an MQTT 5 Session Expiry Interval, capped by `session.max_age`.
+pub fn session_expiry(secs: u32, max_age: u64) -> Duration {
+    Duration::from_secs(u64::from(secs).min(max_age))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::testing::{attach, next, node, nothing};
+    use crate::codec::{PubResp, Publish, SubscribeTopic};
+    use bytes::Bytes;
+
+    fn publish(topic: &str, qos: QoS, packet_id: Option<u16>) -> Packet {
+        Packet::Publish(Publish {
+            qos,
+            topic: topic.into(),
+            packet_id,
+            payload: Bytes::from_static(b"m"),
+            ..Default::default()
+        })
+    }
+
+    fn subscribe(filter: &str, qos: QoS) -> Packet {
+        Packet::Subscribe(codec::Subscribe {
+            packet_id: 1,
+            topics: vec![SubscribeTopic {
+                filter: filter.into(),
+                options: SubscriptionOptions {
+                    qos,
+                    ..Default::default()
+                },
+            }],
+            ..Default::default()
+        })
+    }
+
+    async fn inbound(
+        session: &Addr<Session>,
+        epoch: Epoch,
+        packet: Packet,
+    ) -> Result<(), InboundError> {
+        session
+            .send(Inbound { epoch, packet })
+            .await
+            .expect("mailbox")
+    }
+
+    #[actix_rt::test]
+    async fn qos2_duplicate_is_acknowledged_but_routed_once() {
+        let node = node();
+        let (sub, sub_epoch, mut sub_end) =
+            attach(&node, "sub", true, AttachOptions::default()).await;
+        inbound(&sub, sub_epoch, subscribe("t", QoS::ExactlyOnce))
+            .await
+            .unwrap();
+        assert!(matches!(next(&mut sub_end).await, Packet::SubAck(a) if a.return_codes == vec![2]));
+        let (publ, epoch, mut end) = attach(&node, "pub", true, AttachOptions::default()).await;
+        for _ in 0..2 {
+            inbound(&publ, epoch, publish("t", QoS::ExactlyOnce, Some(5)))
+                .await
+                .unwrap();
+            assert_eq!(next(&mut end).await, Packet::PubRec(PubResp::new(5)));
+        }
+        assert!(
+            matches!(next(&mut sub_end).await, Packet::Publish(p) if p.qos == QoS::ExactlyOnce)
+        );
+        nothing(&mut sub_end).await;
+        for _ in 0..2 {
+            inbound(&publ, epoch, Packet::PubRel(PubResp::new(5)))
+                .await
+                .unwrap();
+            assert_eq!(next(&mut end).await, Packet::PubComp(PubResp::new(5)));
+        }
+        // After completion the same id is a new message.
+        inbound(&publ, epoch, publish("t", QoS::ExactlyOnce, Some(5)))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut end).await, Packet::PubRec(PubResp::new(5)));
+        assert!(matches!(next(&mut sub_end).await, Packet::Publish(_)));
+    }
+
+    #[actix_rt::test]
+    async fn inbound_qos2_window_is_bounded() {
+        let node = node();
+        let (s, epoch, mut end) = attach(&node, "c", true, AttachOptions::default()).await;
+        let max = node.config.session.max_inbound_pending;
+        for id in 1..=max {
+            inbound(&s, epoch, publish("x", QoS::ExactlyOnce, Some(id)))
+                .await
+                .unwrap();
+            assert_eq!(next(&mut end).await, Packet::PubRec(PubResp::new(id)));
+        }
+        let over = inbound(&s, epoch, publish("x", QoS::ExactlyOnce, Some(max + 1))).await;
+        assert!(matches!(
+            over,
+            Err(InboundError::Violation {
+                reason: reason::RECEIVE_MAXIMUM_EXCEEDED,
+                ..
+            })
+        ));
+    }
+
+    #[actix_rt::test]
+    async fn takeover_closes_the_old_link_and_refuses_its_packets() {
+        let node = node();
+        let options = AttachOptions {
+            expiry: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let (s1, old, old_end) = attach(&node, "c", false, options.clone()).await;
+        let (s2, new, mut new_end) = attach(&node, "c", false, options).await;
+        assert_eq!(s1, s2, "a persistent session is reused");
+        assert_eq!(*old_end.close.borrow(), Some(CloseReason::TakenOver));
+        assert_eq!(
+            inbound(&s1, old, Packet::PubAck(PubResp::new(1))).await,
+            Err(InboundError::Stale)
+        );
+        // The old connection's end is ignored: the new one keeps working.
+        s1.send(Detached {
+            epoch: old,
+            publish_will: true,
+            session_expiry: None,
+        })
+        .await
+        .unwrap();
+        inbound(&s1, new, subscribe("a", QoS::AtMostOnce))
+            .await
+            .unwrap();
+        assert!(matches!(next(&mut new_end).await, Packet::SubAck(_)));
+    }
+
+    #[actix_rt::test]
+    async fn will_is_published_only_on_abnormal_loss() {
+        let node = node();
+        let (_b, _, mut b_end) = attach(&node, "b", true, AttachOptions::default()).await;
+        let will = LastWill {
+            topic: "b".into(),
+            payload: Bytes::from_static(b"gone"),
+            ..Default::default()
+        };
+        let options = AttachOptions {
+            will: Some(will),
+            ..Default::default()
+        };
+        let (a, epoch, _a_end) = attach(&node, "a", true, options.clone()).await;
+        a.send(Detached {
+            epoch,
+            publish_will: false,
+            session_expiry: None,
+        })
+        .await
+        .unwrap();
+        nothing(&mut b_end).await;
+        let (a, epoch, _a_end) = attach(&node, "a", true, options).await;
+        a.send(Detached {
+            epoch,
+            publish_will: true,
+            session_expiry: None,
+        })
+        .await
+        .unwrap();
+        match next(&mut b_end).await {
+            Packet::Publish(p) => {
+                assert_eq!((p.topic.as_ref(), p.payload.as_ref()), ("b", &b"gone"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn offline_persistent_session_queues_and_resends_with_dup() {
+        let node = node();
+        let options = AttachOptions {
+            expiry: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let (s, epoch, mut end) = attach(&node, "p", false, options.clone()).await;
+        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut end).await;
+        s.send(Detached {
+            epoch,
+            publish_will: false,
+            session_expiry: None,
+        })
+        .await
+        .unwrap();
+        let (publ, pe, _pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        inbound(&publ, pe, publish("q", QoS::AtLeastOnce, Some(1)))
+            .await
+            .unwrap();
+        assert_eq!(node.metrics.snapshot().queued, 1);
+        let (_s, _, mut end) = attach(&node, "p", false, options.clone()).await;
+        let first = match next(&mut end).await {
+            Packet::Publish(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert!(!first.dup);
+        let (_s, _, mut end) = attach(&node, "p", false, options).await;
+        match next(&mut end).await {
+            Packet::Publish(p) => assert_eq!((p.dup, p.packet_id), (true, first.packet_id)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Typed configuration.
+//!
+//! Sources, later ones win: the defaults compiled in from `config/fubar.toml`, an optional
+//! operator file (`--config`), environment variables `FUBAR_<SECTION>__<KEY>`, and the
+//! `fubar run` flags (applied by the caller through [`Overrides`]). Unknown keys are
+//! rejected and [`Config::validate`] names the key of every bad value.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The default configuration file, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/fubar.toml");
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or parsed, or a key is unknown or has the wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is out of range; the first field names the key.
+    #[error("configuration key `{0}`: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// The whole configuration of one node.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[node]`: identity, directories, logging, threads.
+    pub node: NodeConfig,
+    /// `[mqtt]`: the MQTT listener and protocol limits.
+    pub mqtt: MqttConfig,
+    /// `[session]`: per-client session limits and timers.
+    pub session: SessionConfig,
+}
+
+/// `[node]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name.
+    pub name: String,
+    /// Directory for persistent state.
+    pub data_dir: PathBuf,
+    /// Directory for log files.
+    pub log_dir: PathBuf,
+    /// Minimum log level.
+    pub log_level: String,
+    /// Session worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+/// `[mqtt]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Bind address of the TCP listener.
+    pub bind: String,
+    /// Port of the TCP listener (0 = any free port).
+    pub port: u16,
+    /// Connection cap for this node.
+    pub max_connections: usize,
+    /// Largest inbound packet in bytes.
+    pub max_packet_size: usize,
+    /// Seconds allowed before CONNECT.
+    pub connect_timeout: u64,
+    /// Keep-alive clamp range [min, max] in seconds.
+    pub valid_keep_alive: [u16; 2],
+    /// Maximum topic filters per client.
+    pub max_subscriptions: usize,
+    /// Maximum topic name/filter length in bytes.
+    pub max_topic_length: usize,
+    /// Maximum topic levels.
+    pub max_topic_levels: usize,
+}
+
+/// `[session]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Seconds an offline persistent session lives on.
+    pub max_age: u64,
+    /// Outbound QoS 1/2 inflight window.
+    pub max_inflight: u16,
+    /// Seconds before an unacknowledged message is resent to a 3.x client.
+    pub retry_interval: u64,
+    /// Outbound queue cap in messages.
+    pub max_queued_messages: usize,
+    /// Outbound queue cap in payload bytes.
+    pub max_queued_bytes: usize,
+    /// Inbound QoS 2 messages awaiting PUBREL.
+    pub max_inbound_pending: u16,
+}
+
+/// Values given on the command line; `None` keeps the configured value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--node`.
+    pub node: Option<String>,
+    /// `--mqtt-port`.
+    pub mqtt_port: Option<u16>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The compiled-in file is part of the build and covered by a unit test, so this
+        // cannot fail at run time.
+        Config::from_sources(None, false, &Overrides::default())
+            .unwrap_or_else(|e| panic!("built-in config/fubar.toml is invalid: {e}"))
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `FUBAR_*` environment variables (when
+    /// `use_env`), then `overrides`, and validates the result.
+    pub fn from_sources(
+        file: Option<&Path>,
+        use_env: bool,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
+        }
+        if use_env {
+            // Only FUBAR_<SECTION>__<KEY> names are configuration keys; other FUBAR_*
+            // variables (FUBAR_CONFIG) belong to the command line.
+            let vars: config::Map<String, String> = std::env::vars()
+                .filter(|(k, _)| k.starts_with("FUBAR_") && k.contains("__"))
+                .collect();
+            builder = builder.add_source(
+                config::Environment::with_prefix("FUBAR")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("mqtt.valid_keep_alive")
+                    .try_parsing(true)
+                    .source(Some(vars)),
+            );
+        }
+        let mut cfg: Config = builder.build()?.try_deserialize()?;
+        if let Some(node) = &overrides.node {
+            cfg.node.name = node.clone();
+        }
+        if let Some(port) = overrides.mqtt_port {
+            cfg.mqtt.port = port;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            cfg.node.data_dir = dir.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The configuration as TOML text, in the layout of `config/fubar.toml`.
+    pub fn to_toml(&self) -> String {
+        // Every field is a plain string, number, path or array: serialization cannot fail.
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+
+    /// Checks every value that serde's types do not already constrain.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &'static str, msg: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid(key, msg.into()))
+        }
+        if self.node.name.is_empty() {
+            return bad("node.name", "must not be empty");
+        }
+        if !matches!(
+            self.node.log_level.as_str(),
+            "trace" | "debug" | "info" | "warning" | "error" | "critical"
+        ) {
+            return bad(
+                "node.log_level",
+                "must be one of trace, debug, info, warning, error, critical",
+            );
+        }
+        if self.mqtt.bind.parse::<std::net::IpAddr>().is_err() {
+            return bad(
+                "mqtt.bind",
+                format!("{:?} is not an IP address", self.mqtt.bind),
+            );
+        }
+        if self.mqtt.max_connections == 0 {
+            return bad("mqtt.max_connections", "must be at least 1");
+        }
+        if !(64..=268_435_460).contains(&self.mqtt.max_packet_size) {
+            return bad(
+                "mqtt.max_packet_size",
+                "must be between 64 and 268435460 bytes",
+            );
+        }
+        if self.mqtt.connect_timeout == 0 {
+            return bad("mqtt.connect_timeout", "must be at least 1 second");
+        }
+        let [min, max] = self.mqtt.valid_keep_alive;
+        if min == 0 || min > max {
+            return bad(
+                "mqtt.valid_keep_alive",
+                "must be [min, max] with 0 < min <= max",
+            );
+        }
+        if self.mqtt.max_topic_length == 0 || self.mqtt.max_topic_length > 65535 {
+            return bad("mqtt.max_topic_length", "must be between 1 and 65535");
+        }
+        if self.mqtt.max_topic_levels == 0 {
+            return bad("mqtt.max_topic_levels", "must be at least 1");
+        }
+        if self.session.max_inflight == 0 {
+            return bad("session.max_inflight", "must be at least 1");
+        }
+        if self.session.retry_interval == 0 {
+            return bad("session.retry_interval", "must be at least 1 second");
+        }
+        if self.session.max_queued_messages == 0 {
+            return bad("session.max_queued_messages", "must be at least 1");
+        }
+        if self.session.max_inbound_pending == 0 {
+            return bad("session.max_inbound_pending", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_defaults_load_and_validate() {
+        let cfg = Config::from_sources(None, false, &Overrides::default()).unwrap();
+        assert_eq!(cfg.mqtt.port, 1883);
+        assert_eq!(cfg.mqtt.valid_keep_alive, [1800, 3600]);
+        assert_eq!(cfg.session.max_age, 172800);
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            node: Some("n2".into()),
+            mqtt_port: Some(0),
+            data_dir: Some("/tmp/x".into()),
+        };
+        let cfg = Config::from_sources(None, false, &o).unwrap();
+        assert_eq!(cfg.node.name, "n2");
+        assert_eq!(cfg.mqtt.port, 0);
+        assert_eq!(cfg.node.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn invalid_value_names_its_key() {
+        let mut cfg = Config::default();
+        cfg.mqtt.valid_keep_alive = [10, 5];
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("mqtt.valid_keep_alive"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let dir = std::env::temp_dir().join(format!("fubar-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[mqtt]\nprot = 1\n").unwrap();
+        let err = Config::from_sources(Some(&path), false, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,60 @@
+//! fubar: a scalable MQTT broker for messenger and pub/sub applications.
+//!
+//! Speaks MQTT 3.1, 3.1.1 and 5.0 to any standard client, plus fubar's extensions
+//! (keep-alive negotiation, alternate server, direct messaging between client ids).
+//!
+//! # Layout
+//!
+//! Layers depend one way: [`codec`] (pure bytes ↔ packets) → [`transport`] (sockets) →
+//! [`actors`] (broker logic).
+//!
+//! - [`codec`]: MQTT packet types, `decode` and `encode` for every protocol version.
+//! - [`transport`]: the TCP listener; one connection task per socket that decodes packets,
+//!   drives the client's session and writes what the session sends back.
+//! - [`actors`]: `Session` (one per client id), `Topic` (one per topic name with
+//!   subscribers), `Registry` (names, subscriptions, retained messages, route snapshot),
+//!   `Supervisor` (starts the node's actors).
+//! - [`topic`]: topic name/filter validation and matching; the filter and retained-name
+//!   tries the Registry keeps.
+//! - [`config`]: typed configuration from `config/fubar.toml`, `FUBAR_*` env and flags.
+//! - [`logging`]: slog to the terminal, `log/console.log` and `log/error.log`.
+//! - [`broker`]: [`Broker::start`] runs a node and returns a [`BrokerHandle`].
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod logging;
+pub mod topic;
+pub mod transport;
+
+#[path = "../actors/mod.rs"]
+pub mod actors;
+
+pub mod broker;
+
+pub use broker::{Broker, BrokerHandle};
+pub use config::Config;
+
+/// Errors a broker operation can end with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A socket or file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The broker stopped or could not start its runtime.
+    #[error("broker runtime: {0}")]
+    Runtime(String),
+}
+
+/// Result alias for broker operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub mod metrics;

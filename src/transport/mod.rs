@@ -1,0 +1,14 @@
+//! Transports: listeners that own sockets and bind each connection to a session.
+//!
+//! - [`tcp`]: the plain MQTT listener; accepts sockets and hands each to a worker arbiter.
+//! - [`connection`]: the per-connection task shared by every transport (CONNECT handshake,
+//!   read loop, keep-alive, writer task).
+//! - [`connect`]: CONNECT policy as pure functions (keep-alive negotiation, client ids,
+//!   session expiry, CONNACK contents).
+//!
+//! Sessions never see a socket: a connection gives its session a
+//! [`ClientLink`](crate::actors::ClientLink) and forwards decoded packets to it.
+
+pub mod connect;
+pub mod connection;
+pub mod tcp;
