@@ -98,6 +98,7 @@ pub(crate) mod testing {
                 clean_start,
                 persistent: !options.expiry.is_zero(),
                 arbiter: actix_rt::Arbiter::current(),
+                owner: None,
             })
             .await
             .expect("registry")

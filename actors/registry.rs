@@ -34,6 +34,7 @@ use slog::{debug, warn};
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// What the registry knows about one client id.
 struct Client {
@@ -43,6 +44,9 @@ struct Client {
     persistent: bool,
     /// Its subscriptions, by filter.
     filters: HashMap<String, Subscription>,
+    /// The authenticated user that opened it (`None`: anonymous); only the same owner
+    /// may take it over.
+    owner: Option<Arc<str>>,
 }
 
 /// The node's naming service; see the module documentation.
@@ -102,6 +106,8 @@ pub struct OpenSession {
     pub persistent: bool,
     /// Arbiter of the connection: a new session starts there.
     pub arbiter: ArbiterHandle,
+    /// The connection's authenticated user (`None`: anonymous).
+    pub owner: Option<Arc<str>>,
 }
 
 /// The session a connection should attach to.
@@ -119,6 +125,9 @@ pub enum OpenSessionError {
     /// The client id is a topic name somebody subscribes to.
     #[error("client id is a subscribed topic name")]
     IdentifierIsTopic,
+    /// The client id has a session opened by another user.
+    #[error("client id belongs to another user")]
+    NotOwner,
 }
 
 impl Handler<OpenSession> for Registry {
@@ -127,6 +136,11 @@ impl Handler<OpenSession> for Registry {
     fn handle(&mut self, msg: OpenSession, _ctx: &mut Self::Context) -> Self::Result {
         if self.exact_filters.contains_key(msg.client_id.as_str()) {
             return Err(OpenSessionError::IdentifierIsTopic);
+        }
+        if let Some(client) = self.clients.get(&msg.client_id) {
+            if client.owner != msg.owner {
+                return Err(OpenSessionError::NotOwner);
+            }
         }
         if let Some(client) = self.clients.get_mut(&msg.client_id) {
             if client.persistent && !msg.clean_start {
@@ -153,6 +167,7 @@ impl Handler<OpenSession> for Registry {
                 session: session.clone(),
                 persistent: msg.persistent,
                 filters: HashMap::new(),
+                owner: msg.owner,
             },
         );
         Metrics::incr(&self.node.metrics.sessions);
@@ -554,6 +569,7 @@ mod tests {
                 clean_start: true,
                 persistent: false,
                 arbiter: actix_rt::Arbiter::current(),
+                owner: None,
             })
             .await
             .unwrap();

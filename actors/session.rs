@@ -34,6 +34,7 @@ use super::registry::{self, EnsureTopic, Retain, SessionEnded, SubscribeRefused}
 use super::routes::Subscription;
 use super::topic::Distribute;
 use super::Node;
+use crate::auth::Permissions;
 use crate::codec::{
     self, reason, LastWill, Packet, Protocol, QoS, SubAck, SubscriptionOptions, UnsubAck,
 };
@@ -95,6 +96,8 @@ pub struct Session {
     overflow_streak: u64,
     /// The session is stopping; it accepts no new connection.
     ending: bool,
+    /// What the attached connection's user may publish, subscribe and message.
+    permissions: Permissions,
 }
 
 impl Session {
@@ -125,6 +128,7 @@ impl Session {
             counted_queue: 0,
             overflow_streak: 0,
             ending: false,
+            permissions: Permissions::default(),
             node,
         }
     }
@@ -167,6 +171,8 @@ pub struct AttachOptions {
     pub receive_maximum: Option<u16>,
     /// MQTT 5 Maximum Packet Size of the client.
     pub max_packet_size: Option<u32>,
+    /// What the connection's user may do (topic permissions).
+    pub permissions: Permissions,
 }
 
 /// The session is stopping; ask the Registry for a new one.
@@ -197,6 +203,7 @@ impl Handler<Attach> for Session {
         self.will = options.will;
         self.expiry = options.expiry;
         self.client_max_packet = options.max_packet_size;
+        self.permissions = options.permissions;
         let window = options
             .receive_maximum
             .map_or(self.node.config.session.max_inflight, |r| {
@@ -428,6 +435,9 @@ impl Session {
                 what: "[MQTT-3.3.2-2] invalid topic name in PUBLISH",
             }));
         }
+        if let Some(refused) = self.refuse_publish(&publish, ctx) {
+            return refused;
+        }
         let qos = publish.qos;
         let packet_id = publish.packet_id.unwrap_or(0);
         let ack = match qos {
@@ -503,6 +513,11 @@ impl Session {
             }
             if entry.filter.starts_with("$share/") {
                 codes[i] = failure(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+                continue;
+            }
+            if !self.permissions.may_subscribe(&entry.filter) {
+                info!(self.log, "subscription not authorized"; "filter" => &entry.filter);
+                codes[i] = failure(reason::NOT_AUTHORIZED);
                 continue;
             }
             let new = !self.subscriptions.contains_key(&entry.filter)
@@ -613,6 +628,50 @@ impl Session {
             }
             Ok(())
         }))
+    }
+
+    /// Checks a PUBLISH against the topic permissions (a topic that is a client id is a
+    /// direct message). A refused QoS 1/2 message is acknowledged with reason 0x87 (MQTT 5)
+    /// or, for 3.x, positively unless `auth.disconnect_on_denied`, so the client does not
+    /// resend it forever; it is never routed. `None`: go ahead.
+    fn refuse_publish(
+        &mut self,
+        publish: &codec::Publish,
+        ctx: &mut Context<Self>,
+    ) -> Option<ActorResponse<Self, Result<(), InboundError>>> {
+        if self.permissions.is_unrestricted() {
+            return None;
+        }
+        let topic: &str = &publish.topic;
+        let allowed = if self.node.routes.session(topic).is_some() {
+            self.permissions.may_message(topic)
+        } else {
+            self.permissions.may_publish(topic)
+        };
+        if allowed {
+            return None;
+        }
+        info!(self.log, "publish not authorized"; "topic" => topic);
+        let v5 = self.protocol == Protocol::V5;
+        if !v5 && self.permissions.disconnect_on_denied() {
+            return Some(ActorResponse::reply(Err(InboundError::Violation {
+                reason: reason::NOT_AUTHORIZED,
+                what: "publish not authorized",
+            })));
+        }
+        let code = if v5 {
+            reason::NOT_AUTHORIZED
+        } else {
+            reason::SUCCESS
+        };
+        let packet_id = publish.packet_id.unwrap_or(0);
+        match publish.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.reply(Outbound::ack(AckKind::PubAck, packet_id, code)),
+            QoS::ExactlyOnce => self.reply(Outbound::ack(AckKind::PubRec, packet_id, code)),
+        }
+        self.pump(ctx);
+        Some(self.settle())
     }
 
     /// Queues an acknowledgement for the client (sent by the next [`Session::pump`]).

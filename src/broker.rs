@@ -8,8 +8,10 @@
 //! plain threads and from inside a tokio runtime, and several nodes can run in one process.
 
 use crate::actors::Supervisor;
+use crate::auth::Security;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::transport::tcp;
+use crate::transport::tls::{self, TlsContext};
 use crate::{Config, Error, Result};
 use actix::Actor;
 use actix_rt::{Arbiter, ArbiterHandle, System};
@@ -24,6 +26,11 @@ pub struct Broker;
 /// A running broker node. Dropping it stops the node, like [`BrokerHandle::shutdown`].
 pub struct BrokerHandle {
     mqtt_addr: SocketAddr,
+    /// Address of the MQTTS listener, when it runs.
+    tls_addr: Option<SocketAddr>,
+    /// Its certificate (reloadable).
+    tls: Option<Arc<TlsContext>>,
+    security: Arc<Security>,
     metrics: Arc<Metrics>,
     system: Option<System>,
     thread: Option<JoinHandle<()>>,
@@ -49,17 +56,53 @@ impl Broker {
         let mqtt_addr = listener
             .local_addr()
             .map_err(io("reading the MQTT listener address".into()))?;
+        let security = Arc::new(Security::new(&config.auth)?);
+        let tls_listener = if config.tls.enabled() {
+            let context = Arc::new(TlsContext::load(&config.tls)?);
+            let wanted = SocketAddr::new(ip, config.tls.port);
+            let listener = std::net::TcpListener::bind(wanted)
+                .map_err(io(format!("binding the MQTTS listener on {wanted}")))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(io("configuring the MQTTS listener".into()))?;
+            let addr = listener
+                .local_addr()
+                .map_err(io("reading the MQTTS listener address".into()))?;
+            Some((listener, addr, context))
+        } else {
+            None
+        };
+        let tls_addr = tls_listener.as_ref().map(|(_, addr, _)| *addr);
+        let tls = tls_listener.as_ref().map(|(_, _, context)| context.clone());
+        let node_tls = tls_listener.map(|(listener, _, context)| (listener, context));
         let metrics = Arc::new(Metrics::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let node_metrics = metrics.clone();
+        let node_security = security.clone();
         let name = format!("fubar-{}", config.node.name);
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run_node(config, log, listener, node_metrics, ready_tx))
+            .spawn(move || {
+                let listeners = Listeners {
+                    mqtt: listener,
+                    tls: node_tls,
+                };
+                run_node(
+                    config,
+                    log,
+                    listeners,
+                    node_metrics,
+                    node_security,
+                    ready_tx,
+                )
+            })
             .map_err(io("starting the node thread".into()))?;
         match ready_rx.recv() {
             Ok(Ok(system)) => Ok(BrokerHandle {
                 mqtt_addr,
+                tls_addr,
+                tls,
+                security,
                 metrics,
                 system: Some(system),
                 thread: Some(thread),
@@ -82,6 +125,27 @@ impl BrokerHandle {
     /// Address of the plain MQTT listener (the actual port when the config said 0).
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt_addr
+    }
+
+    /// Address of the MQTTS listener, when `tls.cert_file` and `tls.key_file` are set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Reads the TLS certificate, key and client CA files again (as SIGHUP does): new
+    /// connections get the new certificate, established ones stay up. On error the old
+    /// certificate stays in use. Does nothing when TLS is off.
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.tls {
+            Some(context) => Ok(context.reload()?),
+            None => Ok(()),
+        }
+    }
+
+    /// Accounts, the IP access list and topic rules of this node: changes take effect for
+    /// the next CONNECT (see [`Security`] for what each method returns for the store).
+    pub fn security(&self) -> Arc<Security> {
+        self.security.clone()
     }
 
     /// Counters of this node.
@@ -110,13 +174,22 @@ impl Drop for BrokerHandle {
     }
 }
 
+/// The sockets a node serves, bound by [`Broker::start`].
+struct Listeners {
+    /// The plain MQTT listener.
+    mqtt: std::net::TcpListener,
+    /// The MQTTS listener and its certificate, when TLS is on.
+    tls: Option<(std::net::TcpListener, Arc<TlsContext>)>,
+}
+
 /// The node thread: starts the System, the workers and the actors, serves until the System
 /// is stopped, then stops and joins the workers (dropping every connection with them).
 fn run_node(
     config: Config,
     log: Logger,
-    listener: std::net::TcpListener,
+    listeners: Listeners,
     metrics: Arc<Metrics>,
+    security: Arc<Security>,
     ready: mpsc::Sender<Result<System>>,
 ) {
     let runner = System::new();
@@ -129,14 +202,28 @@ fn run_node(
     let config = Arc::new(config);
     let node_log = log.clone();
     let started = runner.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Io {
-            context: "registering the MQTT listener".into(),
-            source,
-        })?;
+        let register = |context: &str| {
+            let context = context.to_string();
+            move |source| Error::Io { context, source }
+        };
+        let listener = tokio::net::TcpListener::from_std(listeners.mqtt)
+            .map_err(register("registering the MQTT listener"))?;
+        let tls_listener = match listeners.tls {
+            Some((socket, context)) => Some((
+                tokio::net::TcpListener::from_std(socket)
+                    .map_err(register("registering the MQTTS listener"))?,
+                context,
+            )),
+            None => None,
+        };
         let supervisor = Supervisor::new(config, metrics, handles, node_log);
         let node = supervisor.node().clone();
         let addr = supervisor.start();
-        tcp::spawn_listener(listener, node);
+        if let Some((tls_listener, context)) = tls_listener {
+            reload_on_sighup(context.clone(), node.log.clone());
+            tls::spawn_listener(tls_listener, node.clone(), security.clone(), context);
+        }
+        tcp::spawn_listener(listener, node, security);
         Ok::<_, Error>(addr)
     });
     match started {
@@ -157,4 +244,26 @@ fn run_node(
     for worker in workers {
         let _ = worker.join();
     }
+}
+
+/// Reloads the TLS certificate on every SIGHUP while the node runs.
+fn reload_on_sighup(context: Arc<TlsContext>, log: Logger) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(e) => {
+            slog::warn!(log, "no SIGHUP handler: TLS reload only through the API"; "error" => %e);
+            return;
+        }
+    };
+    actix_rt::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match context.reload() {
+                Ok(()) => info!(log, "TLS certificate reloaded"),
+                Err(e) => {
+                    slog::error!(log, "TLS reload failed, keeping the old certificate"; "error" => %e)
+                }
+            }
+        }
+    });
 }

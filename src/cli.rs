@@ -37,6 +37,10 @@ pub struct NodeArgs {
     /// Port of the plain MQTT listener (overrides mqtt.port; 0 = any free port).
     #[arg(long)]
     pub mqtt_port: Option<u16>,
+    /// Port of the MQTTS (TLS) listener (overrides tls.port; the listener runs when
+    /// tls.cert_file and tls.key_file are set).
+    #[arg(long)]
+    pub mqtts_port: Option<u16>,
     /// Configuration file (TOML) layered over the built-in defaults.
     #[arg(long, env = "FUBAR_CONFIG")]
     pub config: Option<PathBuf>,
@@ -52,6 +56,7 @@ impl NodeArgs {
             node: self.node.clone(),
             mqtt_port: self.mqtt_port,
             data_dir: self.data_dir.clone(),
+            mqtts_port: self.mqtts_port,
         }
     }
 }

@@ -32,6 +32,10 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// `[session]`: per-client session limits and timers.
     pub session: SessionConfig,
+    /// `[auth]`: accounts, the IP access list, topic permissions, connect rate limit.
+    pub auth: AuthConfig,
+    /// `[tls]`: the MQTTS listener.
+    pub tls: TlsConfig,
 }
 
 /// `[node]` section.
@@ -92,6 +96,58 @@ pub struct SessionConfig {
     pub max_inbound_pending: u16,
 }
 
+/// `[auth]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require credentials from clients that no `allow` entry trusts.
+    pub enabled: bool,
+    /// Addresses / CIDR ranges whose clients connect without credentials.
+    pub allow: Vec<String>,
+    /// Addresses / CIDR ranges whose sockets are closed right after accept.
+    pub deny: Vec<String>,
+    /// Topic rules for every client, tried after the account's own rules.
+    pub rules: Vec<String>,
+    /// `"allow"` or `"deny"`: what no rule decides.
+    pub default_policy: String,
+    /// Disconnect a 3.x client whose PUBLISH was refused (MQTT 5 clients get a reason code).
+    pub disconnect_on_denied: bool,
+    /// argon2id memory cost of new password hashes, KiB.
+    pub hash_memory_kib: u32,
+    /// argon2id passes of new password hashes.
+    pub hash_iterations: u32,
+    /// argon2id lanes of new password hashes.
+    pub hash_parallelism: u32,
+    /// Password verifications running at once (each on a blocking thread).
+    pub max_concurrent_verifications: usize,
+    /// New connections per second allowed from one untrusted source address; 0 = no limit.
+    pub connect_rate: f64,
+    /// Connections a source may open at once before `connect_rate` applies.
+    pub connect_burst: u32,
+}
+
+/// `[tls]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Port of the MQTTS listener (0 = any free port); the listener runs only when
+    /// `cert_file` and `key_file` are set.
+    pub port: u16,
+    /// Server certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// Private key of the certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to; set = mTLS.
+    pub client_ca_file: PathBuf,
+}
+
+impl TlsConfig {
+    /// True when the MQTTS listener should run.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty() && !self.key_file.as_os_str().is_empty()
+    }
+}
+
 /// Values given on the command line; `None` keeps the configured value.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -101,6 +157,8 @@ pub struct Overrides {
     pub mqtt_port: Option<u16>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--mqtts-port`.
+    pub mqtts_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -141,6 +199,9 @@ impl Config {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("mqtt.valid_keep_alive")
+                    .with_list_parse_key("auth.allow")
+                    .with_list_parse_key("auth.deny")
+                    .with_list_parse_key("auth.rules")
                     .try_parsing(true)
                     .source(Some(vars)),
             );
@@ -154,6 +215,9 @@ impl Config {
         }
         if let Some(dir) = &overrides.data_dir {
             cfg.node.data_dir = dir.clone();
+        }
+        if let Some(port) = overrides.mqtts_port {
+            cfg.tls.port = port;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -225,6 +289,13 @@ impl Config {
         if self.session.max_inbound_pending == 0 {
             return bad("session.max_inbound_pending", "must be at least 1");
         }
+        crate::auth::Settings::from_config(&self.auth)?;
+        if self.tls.cert_file.as_os_str().is_empty() != self.tls.key_file.as_os_str().is_empty() {
+            return bad(
+                "tls.key_file",
+                "tls.cert_file and tls.key_file must be set together",
+            );
+        }
         Ok(())
     }
 }
@@ -247,11 +318,29 @@ mod tests {
             node: Some("n2".into()),
             mqtt_port: Some(0),
             data_dir: Some("/tmp/x".into()),
+            mqtts_port: Some(8884),
         };
         let cfg = Config::from_sources(None, false, &o).unwrap();
         assert_eq!(cfg.node.name, "n2");
         assert_eq!(cfg.mqtt.port, 0);
         assert_eq!(cfg.node.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(cfg.tls.port, 8884);
+    }
+
+    #[test]
+    fn auth_defaults_trust_loopback_only() {
+        let cfg = Config::default();
+        assert!(cfg.auth.enabled);
+        assert_eq!(cfg.auth.allow, vec!["127.0.0.1", "::1"]);
+        assert!(!cfg.tls.enabled());
+        let mut bad = cfg.clone();
+        bad.auth.allow.push("10.0.0.0/40".into());
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.allow"), "{err}");
+        let mut bad = cfg;
+        bad.auth.rules.push("allow fly #".into());
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.rules"), "{err}");
     }
 
     #[test]

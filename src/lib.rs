@@ -9,18 +9,21 @@
 //! [`actors`] (broker logic).
 //!
 //! - [`codec`]: MQTT packet types, `decode` and `encode` for every protocol version.
-//! - [`transport`]: the TCP listener; one connection task per socket that decodes packets,
+//! - [`transport`]: the TCP and TLS listeners; one connection task per socket that decodes packets,
 //!   drives the client's session and writes what the session sends back.
 //! - [`actors`]: `Session` (one per client id), `Topic` (one per topic name with
 //!   subscribers), `Registry` (names, subscriptions, retained messages, route snapshot),
 //!   `Supervisor` (starts the node's actors).
 //! - [`topic`]: topic name/filter validation and matching; the filter and retained-name
 //!   tries the Registry keeps.
+//! - [`auth`]: accounts (argon2id hashes), the IP access list, topic permissions and the
+//!   connect rate limit; consulted by the transports at accept and CONNECT time.
 //! - [`config`]: typed configuration from `config/fubar.toml`, `FUBAR_*` env and flags.
 //! - [`logging`]: slog to the terminal, `log/console.log` and `log/error.log`.
 //! - [`broker`]: [`Broker::start`] runs a node and returns a [`BrokerHandle`].
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;
@@ -50,6 +53,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The TLS certificate, key or client CA could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] transport::tls::TlsError),
     /// The broker stopped or could not start its runtime.
     #[error("broker runtime: {0}")]
     Runtime(String),

@@ -1,8 +1,10 @@
 //! CONNECT policy: the decisions a connection makes about a CONNECT before its session
 //! exists, as pure functions (keep-alive negotiation, client id rules, session expiry, the
-//! CONNACK to send). The connection task in [`super::connection`] applies them.
+//! CONNACK to send), plus the authentication step ([`authenticate`], [`authorize`]) that
+//! asks [`crate::auth`]. The connection task in [`super::connection`] applies them.
 
 use crate::actors::{session, ClientId};
+use crate::auth::{AuthFailure, Gate, Permissions, Principal};
 use crate::codec::{connack_v3, reason, ConnAck, Connect, Properties, Protocol};
 use crate::config::Config;
 use bytes::Bytes;
@@ -147,6 +149,68 @@ pub fn refused(protocol: Protocol, v3: u8, v5: u8) -> ConnAck {
         code: if protocol == Protocol::V5 { v5 } else { v3 },
         ..Default::default()
     }
+}
+
+/// Authenticates a CONNECT at `gate` within `limit`; `Err` is the CONNACK refusal. Every
+/// refusal is logged with the peer (carried by `log`).
+pub async fn authenticate(
+    gate: &Gate,
+    connect: &Connect,
+    limit: Duration,
+    log: &slog::Logger,
+) -> Result<Principal, ConnAck> {
+    match gate.authenticate(connect, limit).await {
+        Ok(principal) => Ok(principal),
+        Err(failure @ AuthFailure::BadCredentials) => {
+            slog::warn!(log, "authentication failed";
+                "username" => connect.username.as_deref().unwrap_or(""), "error" => %failure);
+            Err(refused(
+                connect.protocol,
+                connack_v3::BAD_USERNAME_PASSWORD,
+                reason::BAD_USER_NAME_OR_PASSWORD,
+            ))
+        }
+        Err(failure @ AuthFailure::Unavailable) => {
+            slog::warn!(log, "authentication not done in time"; "error" => %failure);
+            Err(refused(
+                connect.protocol,
+                connack_v3::SERVER_UNAVAILABLE,
+                reason::SERVER_UNAVAILABLE,
+            ))
+        }
+    }
+}
+
+/// The permissions of an authenticated client as `client_id`; a will it may not publish
+/// refuses the connection (CONNACK 5 / 0x87).
+pub fn authorize(
+    principal: &Principal,
+    client_id: &ClientId,
+    connect: &Connect,
+    log: &slog::Logger,
+) -> Result<Permissions, Box<ConnAck>> {
+    let permissions = principal.permissions(client_id.as_str());
+    if let Some(will) = &connect.will {
+        if !permissions.may_publish(&will.topic) {
+            slog::warn!(log, "will topic not authorized"; "topic" => %will.topic);
+            return Err(Box::new(refused(
+                connect.protocol,
+                connack_v3::NOT_AUTHORIZED,
+                reason::NOT_AUTHORIZED,
+            )));
+        }
+    }
+    Ok(permissions)
+}
+
+/// The CONNACK refusing a client id that has a session opened by another user: 3.x code 2
+/// "identifier rejected" (the client may pick another id), MQTT 5 0x87 "not authorized".
+pub fn not_owner(protocol: Protocol) -> ConnAck {
+    refused(
+        protocol,
+        connack_v3::IDENTIFIER_REJECTED,
+        reason::NOT_AUTHORIZED,
+    )
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::actors::link::Outbound;
 use crate::actors::registry::{OpenSession, OpenSessionError};
 use crate::actors::session::{Attach, AttachOptions, Detached, Inbound, InboundError};
 use crate::actors::{link, ClientId, CloseReason, Epoch, LinkEnd, Node, Session};
+use crate::auth::{Gate, Principal};
 use crate::codec::{
     self, connack_v3, reason, DecodeError, Disconnect, Packet, Properties, Protocol,
 };
@@ -152,8 +153,8 @@ struct Signals {
     replies: mpsc::Sender<Outbound>,
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve<R, W>(reader: R, mut writer: W, peer: SocketAddr, node: Node)
+/// Serves one client connection until it closes. `gate` authenticates its CONNECT.
+pub async fn serve<R, W>(reader: R, mut writer: W, peer: SocketAddr, node: Node, gate: Gate)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + 'static,
@@ -201,6 +202,14 @@ where
         }
     };
     conn.protocol = connect.protocol;
+    let principal = match connect::authenticate(&gate, &connect, connect_timeout, &conn.log).await {
+        Ok(principal) => principal,
+        Err(refusal) => {
+            let refusal = Some(Packet::ConnAck(refusal));
+            write_final(&mut writer, refusal, conn.protocol, &conn.log).await;
+            return;
+        }
+    };
     let metrics = conn.node.metrics.clone();
     if !metrics.try_open_connection(conn.node.config.mqtt.max_connections) {
         warn!(conn.log, "connection refused: max_connections reached");
@@ -218,7 +227,7 @@ where
         .await;
         return;
     }
-    let established = match conn.establish(connect).await {
+    let established = match conn.establish(connect, principal).await {
         Ok(established) => established,
         Err(refusal) => {
             write_final(
@@ -315,6 +324,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     async fn establish(
         &mut self,
         connect: codec::Connect,
+        principal: Principal,
     ) -> Result<Established, Option<codec::ConnAck>> {
         let protocol = connect.protocol;
         let config = self.node.config.clone();
@@ -342,11 +352,14 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let keep_alive = connect::keep_alive(&connect, config.mqtt.valid_keep_alive);
         let expiry = connect::session_expiry(&connect, config.session.max_age);
         let client_id = identity.id().clone();
+        let permissions = connect::authorize(&principal, &client_id, &connect, &self.log)
+            .map_err(|refusal| Some(*refusal))?;
         let options = AttachOptions {
             will: connect.will,
             expiry,
             receive_maximum: connect.properties.receive_maximum,
             max_packet_size: connect.properties.maximum_packet_size,
+            permissions,
         };
         for _ in 0..ATTACH_ATTEMPTS {
             let opened = self
@@ -357,6 +370,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     clean_start: connect.clean_start,
                     persistent: !expiry.is_zero(),
                     arbiter: actix_rt::Arbiter::current(),
+                    owner: principal.owner(),
                 })
                 .await;
             let opened = match opened {
@@ -369,6 +383,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                         connack_v3::IDENTIFIER_REJECTED,
                         reason::CLIENT_IDENTIFIER_NOT_VALID,
                     )));
+                }
+                Ok(Err(OpenSessionError::NotOwner)) => {
+                    warn!(self.log, "takeover refused: client id belongs to another user";
+                        "client_id" => %client_id, "username" => principal.username().unwrap_or(""));
+                    return Err(Some(connect::not_owner(protocol)));
                 }
                 Err(_) => break,
             };

@@ -1,6 +1,10 @@
 //! Transports: listeners that own sockets and bind each connection to a session.
 //!
-//! - [`tcp`]: the plain MQTT listener; accepts sockets and hands each to a worker arbiter.
+//! - [`tcp`]: the plain MQTT listener; accepts sockets, admits them through the node's
+//!   [`Security`](crate::auth::Security) (IP access list, connect rate limit) and hands each
+//!   to a worker arbiter.
+//! - [`tls`]: the MQTTS listener (rustls): the same accept loop, a TLS handshake, then the
+//!   same connection task; its certificate can be reloaded while it runs.
 //! - [`connection`]: the per-connection task shared by every transport (CONNECT handshake,
 //!   read loop, keep-alive, writer task).
 //! - [`connect`]: CONNECT policy as pure functions (keep-alive negotiation, client ids,
@@ -12,3 +16,4 @@
 pub mod connect;
 pub mod connection;
 pub mod tcp;
+pub mod tls;

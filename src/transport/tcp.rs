@@ -1,15 +1,20 @@
-//! The plain MQTT (TCP) listener.
+//! The plain MQTT (TCP) listener, and the accept loop it shares with the TLS listener.
 //!
-//! The accept loop runs on the node's main arbiter. Each accepted socket is handed to the
-//! next worker arbiter round-robin and served there by [`connection::serve`]; the socket
+//! The accept loop runs on the node's main arbiter. Every accepted socket first passes the
+//! node's [`Security`] ([`Security::admit`]): a `deny` entry or the connect rate limit
+//! closes it at once, before a byte is read, with a log line naming the peer. An admitted
+//! socket is handed to the next worker arbiter round-robin and served there; the socket
 //! travels as a `std` socket and is registered again inside the target arbiter, because a
 //! tokio socket belongs to the runtime that registered it. Sessions created for the
 //! connection start on the same arbiter, so the usual path stays on one thread.
 
 use super::connection;
 use crate::actors::Node;
-use slog::{debug, warn};
+use crate::auth::{Gate, Rejection, Security};
+use slog::{debug, info, warn};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -17,11 +22,21 @@ use tokio::net::{TcpListener, TcpStream};
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Runs the accept loop of `listener` on the current arbiter until the node stops.
-pub fn spawn_listener(listener: TcpListener, node: Node) {
-    actix_rt::spawn(accept_loop(listener, node));
+pub fn spawn_listener(listener: TcpListener, node: Node, security: Arc<Security>) {
+    actix_rt::spawn(accept_loop(listener, node, security, serve));
 }
 
-async fn accept_loop(listener: TcpListener, node: Node) {
+/// Accepts sockets, admits them through `security` and runs `handle` for each admitted
+/// one on a worker arbiter (or on the current one when the node has no workers).
+pub(crate) async fn accept_loop<H, F>(
+    listener: TcpListener,
+    node: Node,
+    security: Arc<Security>,
+    handle: H,
+) where
+    H: Fn(TcpStream, SocketAddr, Node, Gate) -> F + Clone + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let mut next = 0usize;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -32,8 +47,12 @@ async fn accept_loop(listener: TcpListener, node: Node) {
                 continue;
             }
         };
+        let Some(gate) = admit(&security, peer, &node) else {
+            // Dropping the stream closes the socket.
+            continue;
+        };
         if node.workers.is_empty() {
-            actix_rt::spawn(serve(stream, peer, node.clone()));
+            actix_rt::spawn(handle(stream, peer, node.clone(), gate));
             continue;
         }
         let socket = match stream.into_std() {
@@ -46,9 +65,10 @@ async fn accept_loop(listener: TcpListener, node: Node) {
         let worker = &node.workers[next % node.workers.len()];
         next = next.wrapping_add(1);
         let conn_node = node.clone();
+        let handle = handle.clone();
         let handed = worker.spawn(async move {
             match TcpStream::from_std(socket) {
-                Ok(stream) => serve(stream, peer, conn_node).await,
+                Ok(stream) => handle(stream, peer, conn_node, gate).await,
                 Err(e) => warn!(conn_node.log, "socket registration failed"; "peer" => %peer, "error" => %e),
             }
         });
@@ -58,11 +78,31 @@ async fn accept_loop(listener: TcpListener, node: Node) {
     }
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, node: Node) {
+/// The gate of an accepted socket, or `None` (logged) when it must be closed at once.
+fn admit(security: &Arc<Security>, peer: SocketAddr, node: &Node) -> Option<Gate> {
+    match security.admit(peer) {
+        Ok(gate) => Some(gate),
+        Err(Rejection::Denied) => {
+            info!(node.log, "connection refused by the IP access list"; "peer" => %peer);
+            None
+        }
+        Err(Rejection::RateLimited { first: true }) => {
+            warn!(node.log, "connect rate limit exceeded, closing connections from this source";
+                "peer" => %peer);
+            None
+        }
+        Err(Rejection::RateLimited { first: false }) => {
+            debug!(node.log, "connect rate limit exceeded"; "peer" => %peer);
+            None
+        }
+    }
+}
+
+async fn serve(stream: TcpStream, peer: SocketAddr, node: Node, gate: Gate) {
     // MQTT packets are small and latency matters more than segment count.
     if let Err(e) = stream.set_nodelay(true) {
         debug!(node.log, "TCP_NODELAY not set"; "error" => %e);
     }
     let (reader, writer) = stream.into_split();
-    connection::serve(reader, writer, peer, node).await;
+    connection::serve(reader, writer, peer, node, gate).await;
 }

@@ -82,6 +82,32 @@ impl TestBroker {
     pub fn metrics(&self) -> fubar::metrics::MetricsSnapshot {
         self.handle.as_ref().expect("running").metrics()
     }
+
+    /// The broker's accounts, IP access list and topic rules.
+    pub fn security(&self) -> std::sync::Arc<fubar::auth::Security> {
+        self.handle.as_ref().expect("running").security()
+    }
+
+    /// Address of the MQTTS listener (panics when TLS is off).
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.handle
+            .as_ref()
+            .expect("running")
+            .tls_addr()
+            .expect("TLS listener")
+    }
+
+    /// Reloads the TLS certificate files.
+    pub fn reload_tls(&self) -> fubar::Result<()> {
+        self.handle.as_ref().expect("running").reload_tls()
+    }
+}
+
+/// Makes `config` hash new passwords cheaply, so tests that create accounts stay fast
+/// (argon2id with 64 KiB and one pass: same code path, far less work).
+pub fn cheap_hashes(config: &mut fubar::Config) {
+    config.auth.hash_memory_kib = 64;
+    config.auth.hash_iterations = 1;
 }
 
 impl Drop for TestBroker {
@@ -228,6 +254,18 @@ fn peek_frame_len(buf: &[u8]) -> Option<(usize, usize)> {
 // Raw client
 // ---------------------------------------------------------------------------------------------
 
+/// A TCP connection to `addr` from the local IP `source` (any port).
+pub async fn connect_from(addr: SocketAddr, source: &str) -> std::io::Result<TcpStream> {
+    let ip: std::net::IpAddr = source.parse().expect("source address");
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
 /// A byte-level MQTT client.
 pub struct RawClient {
     /// The socket.
@@ -251,6 +289,33 @@ impl RawClient {
             buf: BytesMut::new(),
             protocol,
         }
+    }
+
+    /// Opens a TCP connection from the local address `source` (e.g. 127.0.0.2, to test
+    /// loopback addresses the default access list does not trust).
+    pub async fn open_from(addr: SocketAddr, source: &str, protocol: Protocol) -> RawClient {
+        let stream = timeout(WAIT, connect_from(addr, source))
+            .await
+            .expect("tcp connect timed out")
+            .expect("tcp connect");
+        stream.set_nodelay(true).ok();
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+            protocol,
+        }
+    }
+
+    /// Like [`RawClient::connect_with`], from the local address `source`.
+    pub async fn connect_from(
+        addr: SocketAddr,
+        source: &str,
+        connect: Connect,
+    ) -> (RawClient, ConnAck) {
+        let mut c = RawClient::open_from(addr, source, connect.protocol).await;
+        c.send(&Packet::Connect(Box::new(connect))).await;
+        let ack = c.expect_connack().await;
+        (c, ack)
     }
 
     /// Opens a connection, sends `connect` and returns the client with the broker's CONNACK.

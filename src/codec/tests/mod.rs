@@ -3,6 +3,7 @@
 
 mod errors;
 mod fixtures;
+mod fuzz_regressions;
 mod roundtrip;
 mod v311;
 mod v5;
