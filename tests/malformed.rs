@@ -125,6 +125,17 @@ async fn publish_with_wildcard_in_topic_name() {
         attack(&mut c, &frame(0x30, &body), "PUBLISH to a wildcard name").await;
         a.check("PUBLISH to a wildcard name").await;
     }
+    // MQTT 5 names the reason: DISCONNECT 0x90 "topic name invalid" [MQTT-3.3.2-2].
+    let (mut c, _) = RawClient::connect(a.broker.addr, Protocol::V5, "mf-pwc-v5", true).await;
+    let body = [mqtt_str("mf/#"), vec![0x00], b"wild".to_vec()].concat();
+    let got = attack(&mut c, &frame(0x30, &body), "v5 PUBLISH to a wildcard name").await;
+    assert_eq!(
+        got.first(),
+        Some(&0xE0),
+        "expected a DISCONNECT: {got:02x?}"
+    );
+    assert_eq!(got.get(2), Some(&0x90), "DISCONNECT reason: {got:02x?}");
+    a.check("v5 PUBLISH to a wildcard name").await;
 }
 
 #[tokio::test]

@@ -468,7 +468,6 @@ fn publish(flags: u8, r: &mut Reader, protocol: Protocol) -> Result<Publish, Dec
         Some(packet_id(r)?)
     };
     let properties = properties_if_v5(r, protocol, Owner::Publish)?;
-    check_topic_name(&topic)?;
     if topic.is_empty() {
         if protocol != Protocol::V5 {
             return Err(DecodeError::Malformed(
