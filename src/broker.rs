@@ -4,10 +4,13 @@
 //! [`Supervisor`] and the Registry) plus one worker arbiter per core (`node.workers`, 0 =
 //! one per core) that runs connections, sessions and topics. The TCP listener is bound on the
 //! caller's thread before anything starts, so a bind error is returned directly and the
-//! handle knows the actual port. Nothing here needs the caller's runtime: it works from
-//! plain threads and from inside a tokio runtime, and several nodes can run in one process.
+//! handle knows the actual port. The HTTP server (admin API, `/metrics`; see
+//! [`crate::admin`]) is bound the same way and runs in the node's System too. Nothing here
+//! needs the caller's runtime: it works from plain threads and from inside a tokio runtime,
+//! and several nodes can run in one process.
 
 use crate::actors::Supervisor;
+use crate::admin::{self, AdminState, ListenerAddrs};
 use crate::auth::Security;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::transport::tcp;
@@ -19,6 +22,10 @@ use slog::{info, Logger};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a stopping node waits for its HTTP server to close before it stops anyway.
+const HTTP_STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Starts broker nodes.
 pub struct Broker;
@@ -26,6 +33,10 @@ pub struct Broker;
 /// A running broker node. Dropping it stops the node, like [`BrokerHandle::shutdown`].
 pub struct BrokerHandle {
     mqtt_addr: SocketAddr,
+    /// Address of the HTTP server (admin API, `/metrics`).
+    http_addr: SocketAddr,
+    /// Stops the HTTP server.
+    http: Option<actix_web::dev::ServerHandle>,
     /// Address of the MQTTS listener, when it runs.
     tls_addr: Option<SocketAddr>,
     /// Its certificate (reloadable).
@@ -40,6 +51,7 @@ impl Broker {
     /// Starts a node on its own threads and returns once its listener is bound.
     pub fn start(config: Config, log: Logger) -> Result<BrokerHandle> {
         config.validate()?;
+        let started = Instant::now();
         let ip: IpAddr = config.mqtt.bind.parse().map_err(|_| {
             Error::Config(crate::config::ConfigError::Invalid(
                 "mqtt.bind",
@@ -72,10 +84,26 @@ impl Broker {
         } else {
             None
         };
+        let (http_listener, http_addr) = bind_http(&config)?;
+        let token = admin::token::resolve(&config.http.token, &config.node.data_dir)?;
         let tls_addr = tls_listener.as_ref().map(|(_, addr, _)| *addr);
         let tls = tls_listener.as_ref().map(|(_, _, context)| context.clone());
         let node_tls = tls_listener.map(|(listener, _, context)| (listener, context));
         let metrics = Arc::new(Metrics::default());
+        let admin = AdminState {
+            node: config.node.name.clone(),
+            started,
+            listeners: ListenerAddrs {
+                mqtt: mqtt_addr,
+                mqtts: tls_addr,
+                http: http_addr,
+            },
+            security: security.clone(),
+            metrics: metrics.clone(),
+            tls: tls.clone(),
+            token,
+            log: log.clone(),
+        };
         let (ready_tx, ready_rx) = mpsc::channel();
         let node_metrics = metrics.clone();
         let node_security = security.clone();
@@ -86,6 +114,7 @@ impl Broker {
                 let listeners = Listeners {
                     mqtt: listener,
                     tls: node_tls,
+                    http: (http_listener, admin),
                 };
                 run_node(
                     config,
@@ -98,8 +127,10 @@ impl Broker {
             })
             .map_err(io("starting the node thread".into()))?;
         match ready_rx.recv() {
-            Ok(Ok(system)) => Ok(BrokerHandle {
+            Ok(Ok((system, http))) => Ok(BrokerHandle {
                 mqtt_addr,
+                http_addr,
+                http: Some(http),
                 tls_addr,
                 tls,
                 security,
@@ -125,6 +156,12 @@ impl BrokerHandle {
     /// Address of the plain MQTT listener (the actual port when the config said 0).
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt_addr
+    }
+
+    /// Address of the HTTP server: admin API under `/api/v1`, Prometheus `/metrics` (the
+    /// actual port when the config said 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     /// Address of the MQTTS listener, when `tls.cert_file` and `tls.key_file` are set.
@@ -160,7 +197,18 @@ impl BrokerHandle {
 
     fn stop(&mut self) {
         if let Some(system) = self.system.take() {
-            system.stop();
+            // The HTTP server first, so its accept thread lets go of the port; then the
+            // System (on its own arbiter, after the server is down).
+            let scheduled = match self.http.take() {
+                Some(http) => system.arbiter().spawn(async move {
+                    let _ = tokio::time::timeout(HTTP_STOP_WAIT, http.stop(false)).await;
+                    System::current().stop();
+                }),
+                None => false,
+            };
+            if !scheduled {
+                system.stop();
+            }
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -180,6 +228,29 @@ struct Listeners {
     mqtt: std::net::TcpListener,
     /// The MQTTS listener and its certificate, when TLS is on.
     tls: Option<(std::net::TcpListener, Arc<TlsContext>)>,
+    /// The HTTP listener and what its handlers need.
+    http: (std::net::TcpListener, AdminState),
+}
+
+/// Binds the `[http]` listener (before the node starts, so errors reach the caller).
+fn bind_http(config: &Config) -> Result<(std::net::TcpListener, SocketAddr)> {
+    let ip: IpAddr = config.http.bind.parse().map_err(|_| {
+        Error::Config(crate::config::ConfigError::Invalid(
+            "http.bind",
+            format!("{:?} is not an IP address", config.http.bind),
+        ))
+    })?;
+    let wanted = SocketAddr::new(ip, config.http.port);
+    let io = |context: String| move |source| Error::Io { context, source };
+    let listener = std::net::TcpListener::bind(wanted)
+        .map_err(io(format!("binding the HTTP listener on {wanted}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(io("configuring the HTTP listener".into()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io("reading the HTTP listener address".into()))?;
+    Ok((listener, addr))
 }
 
 /// The node thread: starts the System, the workers and the actors, serves until the System
@@ -190,7 +261,7 @@ fn run_node(
     listeners: Listeners,
     metrics: Arc<Metrics>,
     security: Arc<Security>,
-    ready: mpsc::Sender<Result<System>>,
+    ready: mpsc::Sender<Result<(System, actix_web::dev::ServerHandle)>>,
 ) {
     let runner = System::new();
     let count = match config.node.workers {
@@ -216,6 +287,10 @@ fn run_node(
             )),
             None => None,
         };
+        let (http_listener, admin) = listeners.http;
+        let http =
+            admin::serve(http_listener, admin).map_err(register("starting the HTTP server"))?;
+        let http_handle = http.handle();
         let supervisor = Supervisor::new(config, metrics, handles, node_log);
         let node = supervisor.node().clone();
         let addr = supervisor.start();
@@ -224,11 +299,12 @@ fn run_node(
             tls::spawn_listener(tls_listener, node.clone(), security.clone(), context);
         }
         tcp::spawn_listener(listener, node, security);
-        Ok::<_, Error>(addr)
+        actix_rt::spawn(http);
+        Ok::<_, Error>((addr, http_handle))
     });
     match started {
-        Ok(supervisor) => {
-            let _ = ready.send(Ok(System::current()));
+        Ok((supervisor, http)) => {
+            let _ = ready.send(Ok((System::current(), http)));
             if let Err(e) = runner.run() {
                 info!(log, "node runtime ended with an error"; "error" => %e);
             }

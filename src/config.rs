@@ -36,6 +36,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[tls]`: the MQTTS listener.
     pub tls: TlsConfig,
+    /// `[http]`: the HTTP server (admin API, `/metrics`).
+    pub http: HttpConfig,
 }
 
 /// `[node]` section.
@@ -148,6 +150,21 @@ impl TlsConfig {
     }
 }
 
+/// `[http]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Bind address of the HTTP server.
+    pub bind: String,
+    /// Port of the HTTP server (0 = any free port).
+    pub port: u16,
+    /// Bearer token of the admin API; empty = read or create `<node.data_dir>/admin.token`.
+    pub token: String,
+}
+
+/// Shortest `http.token` accepted, in characters.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// Values given on the command line; `None` keeps the configured value.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -159,6 +176,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--mqtts-port`.
     pub mqtts_port: Option<u16>,
+    /// `--http-port`.
+    pub http_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -218,6 +237,9 @@ impl Config {
         }
         if let Some(port) = overrides.mqtts_port {
             cfg.tls.port = port;
+        }
+        if let Some(port) = overrides.http_port {
+            cfg.http.port = port;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -296,6 +318,22 @@ impl Config {
                 "tls.cert_file and tls.key_file must be set together",
             );
         }
+        if self.http.bind.parse::<std::net::IpAddr>().is_err() {
+            return bad(
+                "http.bind",
+                format!("{:?} is not an IP address", self.http.bind),
+            );
+        }
+        let token = &self.http.token;
+        if !token.is_empty()
+            && (token.chars().count() < MIN_TOKEN_LEN
+                || token.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return bad(
+                "http.token",
+                format!("must be empty or at least {MIN_TOKEN_LEN} characters without spaces"),
+            );
+        }
         Ok(())
     }
 }
@@ -319,12 +357,33 @@ mod tests {
             mqtt_port: Some(0),
             data_dir: Some("/tmp/x".into()),
             mqtts_port: Some(8884),
+            http_port: Some(0),
         };
         let cfg = Config::from_sources(None, false, &o).unwrap();
         assert_eq!(cfg.node.name, "n2");
         assert_eq!(cfg.mqtt.port, 0);
         assert_eq!(cfg.node.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(cfg.tls.port, 8884);
+        assert_eq!(cfg.http.port, 0);
+    }
+
+    #[test]
+    fn http_defaults_and_token_check() {
+        let cfg = Config::default();
+        assert_eq!(cfg.http.bind, "0.0.0.0");
+        assert_eq!(cfg.http.port, 8080);
+        assert!(cfg.http.token.is_empty());
+        let mut bad = cfg.clone();
+        bad.http.token = "short".into();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("http.token"), "{err}");
+        let mut bad = cfg.clone();
+        bad.http.bind = "localhost".into();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("http.bind"), "{err}");
+        let mut good = cfg;
+        good.http.token = "0123456789abcdef0123".into();
+        good.validate().unwrap();
     }
 
     #[test]

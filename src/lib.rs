@@ -21,8 +21,11 @@
 //! - [`config`]: typed configuration from `config/fubar.toml`, `FUBAR_*` env and flags.
 //! - [`logging`]: slog to the terminal, `log/console.log` and `log/error.log`.
 //! - [`broker`]: [`Broker::start`] runs a node and returns a [`BrokerHandle`].
+//! - [`admin`]: the HTTP server (admin API under `/api/v1`, `/metrics`) and the operator
+//!   CLI's client for it.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod codec;
@@ -56,6 +59,9 @@ pub enum Error {
     /// The TLS certificate, key or client CA could not be loaded.
     #[error(transparent)]
     Tls(#[from] transport::tls::TlsError),
+    /// The admin token could not be read or created.
+    #[error(transparent)]
+    AdminToken(#[from] admin::token::TokenError),
     /// The broker stopped or could not start its runtime.
     #[error("broker runtime: {0}")]
     Runtime(String),

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use fubar::admin::client;
 use fubar::cli::{Cli, Command, NodeArgs};
 use fubar::{Broker, Config};
 
@@ -31,10 +32,16 @@ fn run(args: &NodeArgs) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
-    slog::info!(log, "fubar running"; "mqtt" => %broker.mqtt_addr());
+    slog::info!(log, "fubar running"; "mqtt" => %broker.mqtt_addr(), "http" => %broker.http_addr());
     wait_for_stop_signal()?;
     slog::info!(log, "stopping");
     broker.shutdown();
+    Ok(())
+}
+
+/// Prints what an admin command returned.
+fn admin(result: Result<String, client::ClientError>) -> anyhow::Result<()> {
+    print!("{}", result?);
     Ok(())
 }
 
@@ -62,6 +69,10 @@ fn main() {
         Some(Command::PrintConfig(args)) => {
             load(&args).map(|config| print!("{}", config.to_toml()))
         }
+        Some(Command::State(args)) => admin(client::state(&args)),
+        Some(Command::Account(command)) => admin(client::account(&command)),
+        Some(Command::Acl(command)) => admin(client::acl(&command)),
+        Some(Command::Tls(command)) => admin(client::tls(&command)),
     };
     if let Err(e) = result {
         eprintln!("fubar: {e:#}");

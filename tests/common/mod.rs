@@ -59,6 +59,8 @@ impl TestBroker {
         cfg.mqtt.bind = "127.0.0.1".into();
         cfg.node.data_dir = dir.path().join("data");
         cfg.node.log_dir = dir.path().join("log");
+        cfg.http.port = 0;
+        cfg.http.bind = "127.0.0.1".into();
         tweak(&mut cfg);
         let handle = fubar::Broker::start(cfg.clone(), fubar::logging::discard())
             .unwrap_or_else(|e| panic!("broker did not start: {e}"));
@@ -97,6 +99,24 @@ impl TestBroker {
             .expect("TLS listener")
     }
 
+    /// Address of the HTTP server (admin API, `/metrics`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.handle.as_ref().expect("running").http_addr()
+    }
+
+    /// The admin API token: `http.token` if the test set one, else the token file the
+    /// broker created in its data directory.
+    pub fn admin_token(&self) -> String {
+        if !self.config.http.token.is_empty() {
+            return self.config.http.token.clone();
+        }
+        let path = self.config.node.data_dir.join("admin.token");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
     /// Reloads the TLS certificate files.
     pub fn reload_tls(&self) -> fubar::Result<()> {
         self.handle.as_ref().expect("running").reload_tls()
@@ -115,6 +135,92 @@ impl Drop for TestBroker {
         if let Some(h) = self.handle.take() {
             h.shutdown();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------------------------
+
+/// An HTTP answer: status code, lower-cased header lines, body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    /// Status code.
+    pub status: u16,
+    /// Header lines, lower-cased (`content-type: application/json`).
+    pub headers: Vec<String>,
+    /// Body text (chunked transfer decoded).
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The body parsed as JSON (panics if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`); `token` becomes a
+/// bearer `Authorization` header, `body` is sent as JSON.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> HttpAnswer {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || matches!(method, "PUT" | "POST") {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("http connect");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("http write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("http read");
+        raw
+    };
+    let raw = timeout(WAIT, exchange)
+        .await
+        .expect("http request timed out");
+    let text = String::from_utf8(raw).expect("http answer is UTF-8");
+    let (head, rest) = text.split_once("\r\n\r\n").expect("http head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("http status line");
+    let headers: Vec<String> = lines.map(str::to_ascii_lowercase).collect();
+    let body = if headers.iter().any(|h| h == "transfer-encoding: chunked") {
+        let mut body = String::new();
+        let mut rest = rest;
+        for _ in 0..10_000 {
+            let (size, after) = rest.split_once("\r\n").expect("chunk size");
+            let size = usize::from_str_radix(size.trim(), 16).expect("chunk size hex");
+            if size == 0 {
+                break;
+            }
+            body.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+        body
+    } else {
+        rest.to_string()
+    };
+    HttpAnswer {
+        status,
+        headers,
+        body,
     }
 }
 
