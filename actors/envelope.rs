@@ -7,7 +7,7 @@
 //! [`Publish`] with its own QoS, RETAIN flag, packet id and subscription identifiers.
 
 use super::ids::{ClientId, TopicName};
-use crate::codec::{LastWill, Properties, Publish, QoS};
+use crate::codec::{LastWill, Properties, Protocol, Publish, QoS};
 use bytes::Bytes;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -83,10 +83,29 @@ impl Envelope {
         packet_id: Option<u16>,
         subscription_ids: &[u32],
     ) -> Publish {
-        let mut properties = self.properties.clone();
-        properties
-            .subscription_identifiers
-            .extend_from_slice(subscription_ids);
+        self.to_publish_for(Protocol::V5, qos, retain, dup, packet_id, subscription_ids)
+    }
+
+    /// The wire PUBLISH one subscriber speaking `protocol` receives: for MQTT 3.x, which has
+    /// no properties, none are copied.
+    pub fn to_publish_for(
+        &self,
+        protocol: Protocol,
+        qos: QoS,
+        retain: bool,
+        dup: bool,
+        packet_id: Option<u16>,
+        subscription_ids: &[u32],
+    ) -> Publish {
+        let properties = if protocol == Protocol::V5 {
+            let mut properties = self.properties.clone();
+            properties
+                .subscription_identifiers
+                .extend_from_slice(subscription_ids);
+            properties
+        } else {
+            Properties::default()
+        };
         Publish {
             dup,
             qos,

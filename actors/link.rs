@@ -10,11 +10,16 @@
 //! session can tell a stale connection's messages from the current one's.
 //!
 //! Nothing here knows about sockets: TCP, TLS and WebSocket connections all use this type.
+//!
+//! A session also owns a [`Lane`]: the Topics it subscribes to put QoS 0 messages straight
+//! on its link through it, without a message to the session actor, while the session has
+//! nothing of its own waiting for that link (see [`Lane`] for why order is kept).
 
 use super::outbox::Outgoing;
 use crate::codec::{Packet, Protocol, PubResp};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use tokio::sync::{mpsc, watch};
 
 /// Packets a link buffers before the session has to queue on its side.
@@ -82,14 +87,21 @@ impl Outbound {
         matches!(self, Outbound::Publish { .. })
     }
 
-    /// The wire packet.
+    /// The wire packet, with every MQTT 5 field.
     pub fn into_packet(self) -> Packet {
+        self.into_packet_for(Protocol::V5)
+    }
+
+    /// The wire packet for a connection speaking `protocol` (MQTT 3.x PUBLISH packets carry
+    /// no properties, so none are copied for them).
+    pub fn into_packet_for(self, protocol: Protocol) -> Packet {
         match self {
             Outbound::Publish {
                 message,
                 dup,
                 packet_id,
-            } => Packet::Publish(message.envelope.to_publish(
+            } => Packet::Publish(message.envelope.to_publish_for(
+                protocol,
                 message.qos,
                 message.retain,
                 dup,
@@ -144,6 +156,13 @@ pub enum CloseReason {
     TakenOver,
     /// The node is shutting down (MQTT 5: 0x8B).
     ServerShutdown,
+    /// A packet the connection did not wait for broke the protocol.
+    Violation {
+        /// MQTT 5 DISCONNECT reason code.
+        reason: u8,
+        /// What was wrong, citing the specification.
+        what: &'static str,
+    },
 }
 
 /// The session's handle on its connection. Cloning it is cheap.
@@ -184,6 +203,103 @@ pub fn link(epoch: Epoch, protocol: Protocol, capacity: usize) -> (ClientLink, L
         close: close_tx,
     };
     (link, end)
+}
+
+/// A session's fast lane: how a Topic puts a QoS 0 message straight on the subscriber's
+/// link, without a message to (and a turn of) the session actor.
+///
+/// Order is kept because the lane is open only while the session has nothing waiting for
+/// its link (no queued message, no resend, no control packet, no room reservation) and no
+/// message that came through the lane's fallback is still in the session's mailbox:
+/// - a Topic that cannot use the lane ([`Lane::try_deliver`] gives the message back) counts
+///   the message as *pending* and sends it to the session's mailbox instead
+///   (`LaneDeliver`); the session calls [`Lane::settled`] once it queued or wrote it, so no
+///   later message of that Topic overtakes it;
+/// - the session calls [`Lane::sync`] after every change of its queue or link: a session
+///   that queues anything closes the lane before the message that made it queue is
+///   settled, and reopens it only once everything it held went on the link.
+///
+/// A full link closes the lane too, so a client that does not read gets its messages
+/// through the session's bounded queue, where QoS 0 drops are counted. Everything is under
+/// one uncontended mutex: a Topic and the session may run on different arbiters.
+#[derive(Debug, Default)]
+pub struct Lane {
+    state: Mutex<LaneState>,
+}
+
+#[derive(Debug, Default)]
+struct LaneState {
+    /// The attached connection's channel.
+    link: Option<(Epoch, mpsc::Sender<Outbound>)>,
+    /// The session has nothing waiting for the link.
+    open: bool,
+    /// Messages handed to the session's mailbox through this lane and not settled yet.
+    pending: usize,
+}
+
+impl Lane {
+    /// Puts a QoS 0 message on the link if the lane is open and the link has room;
+    /// otherwise counts it as pending and gives it back, to be sent to the session's
+    /// mailbox (which then calls [`Lane::settled`]).
+    pub fn try_deliver(&self, message: Outgoing) -> Result<(), Outgoing> {
+        let mut state = self.lock();
+        if state.open && state.pending == 0 {
+            if let Some((_, packets)) = &state.link {
+                if let Ok(permit) = packets.try_reserve() {
+                    permit.send(Outbound::Publish {
+                        message,
+                        dup: false,
+                        packet_id: None,
+                    });
+                    return Ok(());
+                }
+                // Full (or closing): the session's queue takes over until it is idle again.
+                state.open = false;
+            }
+        }
+        state.pending += 1;
+        Err(message)
+    }
+
+    /// Counts a message that is sent to the session's mailbox without trying the lane
+    /// (QoS 1/2), so that no later QoS 0 message overtakes it.
+    pub fn hold(&self) {
+        self.lock().pending += 1;
+    }
+
+    /// A message that came through the lane's fallback was queued or written.
+    pub fn settled(&self) {
+        let mut state = self.lock();
+        state.pending = state.pending.saturating_sub(1);
+    }
+
+    /// The session's state changed: `link` is the attached connection (if any) and `idle`
+    /// says whether the session has nothing waiting for it.
+    pub fn sync(&self, link: Option<&ClientLink>, idle: bool) {
+        let mut state = self.lock();
+        match link {
+            Some(link) => {
+                if state.link.as_ref().map(|(epoch, _)| *epoch) != Some(link.epoch) {
+                    state.link = Some((link.epoch, link.packets.clone()));
+                }
+                state.open = idle;
+            }
+            None => {
+                state.link = None;
+                state.open = false;
+            }
+        }
+    }
+
+    /// True while Topics may write to the link directly.
+    pub fn is_open(&self) -> bool {
+        let state = self.lock();
+        state.open && state.pending == 0 && state.link.is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A packet could not be queued on a link.

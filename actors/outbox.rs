@@ -112,6 +112,12 @@ impl Outbox {
         self.queue.is_empty() && self.inflight.is_empty()
     }
 
+    /// True when nothing waits to be sent: no queued message and no resend due (messages
+    /// inflight and already written do not count).
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && !self.inflight.iter().any(|e| e.unsent)
+    }
+
     /// Messages inflight.
     pub fn inflight_len(&self) -> usize {
         self.inflight.len()

@@ -469,14 +469,17 @@ impl Registry {
     ) -> Addr<Topic> {
         let workers = &self.node.workers;
         let log = self.node.log.clone();
+        let (routes, metrics) = (self.node.routes.clone(), self.node.metrics.clone());
         let topic_name = name.clone();
         let topic = if workers.is_empty() {
-            Topic::new(topic_name, subscribers, &log).start()
+            Topic::new(topic_name, subscribers, routes, metrics, &log).start()
         } else {
             let mut h = DefaultHasher::new();
             name.hash(&mut h);
             let arbiter = &workers[(h.finish() % workers.len() as u64) as usize];
-            Topic::start_in_arbiter(arbiter, move |_| Topic::new(topic_name, subscribers, &log))
+            Topic::start_in_arbiter(arbiter, move |_| {
+                Topic::new(topic_name, subscribers, routes, metrics, &log)
+            })
         };
         self.topics.insert(name.as_str(), topic.clone());
         self.node.routes.insert_topic(name, topic.clone());

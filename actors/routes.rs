@@ -8,6 +8,10 @@
 //! name nobody subscribes to costs three lookups and no actor hop, and only the first
 //! publish to a matching name asks the Registry to start its Topic.
 //!
+//! It also holds each live session's [`Lane`], which Topics pick up when a session joins
+//! their subscriber set, to put QoS 0 messages straight on the subscriber's link. Sessions
+//! register their own lane when they start and remove it when they stop.
+//!
 //! Why concurrent maps rather than an immutable snapshot swapped on every change: the
 //! name maps and the filter trie can hold millions of entries, and a copy-on-write snapshot
 //! would copy all of them for each CONNECT or SUBSCRIBE. [`DashMap`] shards its locks, so
@@ -17,13 +21,14 @@
 //! change, so readers see each change whole and in the order the Registry made it.
 
 use super::ids::{ClientId, TopicName};
+use super::link::Lane;
 use super::session::Session;
 use super::topic::Topic;
 use crate::codec::SubscriptionOptions;
 use crate::topic::FilterTrie;
 use actix::Addr;
 use dashmap::DashMap;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// One client's subscription to one filter, as stored in the filter trie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +44,7 @@ pub struct Routes {
     sessions: DashMap<ClientId, Addr<Session>>,
     topics: DashMap<TopicName, Addr<Topic>>,
     filters: RwLock<FilterTrie<ClientId, Subscription>>,
+    lanes: DashMap<ClientId, (Addr<Session>, Arc<Lane>)>,
 }
 
 impl Default for Routes {
@@ -54,6 +60,7 @@ impl Routes {
             sessions: DashMap::new(),
             topics: DashMap::new(),
             filters: RwLock::new(FilterTrie::new()),
+            lanes: DashMap::new(),
         }
     }
 
@@ -70,6 +77,25 @@ impl Routes {
     /// True when at least one subscription filter matches topic `name`.
     pub fn has_subscriber(&self, name: &str) -> bool {
         self.filters().has_match(name)
+    }
+
+    /// The lane of `session`, registered for client id `name`; `None` when that session
+    /// registered none (or is not the one registered for the name).
+    pub fn lane(&self, name: &str, session: &Addr<Session>) -> Option<Arc<Lane>> {
+        self.lanes
+            .get(name)
+            .filter(|entry| entry.value().0 == *session)
+            .map(|entry| entry.value().1.clone())
+    }
+
+    /// Registers the lane of a starting session (the session itself).
+    pub(super) fn insert_lane(&self, id: ClientId, session: Addr<Session>, lane: Arc<Lane>) {
+        self.lanes.insert(id, (session, lane));
+    }
+
+    /// Removes the lane of a stopping session, unless a newer session replaced it already.
+    pub(super) fn remove_lane(&self, id: &str, session: &Addr<Session>) {
+        self.lanes.remove_if(id, |_, entry| entry.0 == *session);
     }
 
     /// Number of sessions registered.

@@ -2,9 +2,10 @@
 //! persistent session, until it expires after the client went away.
 //!
 //! Who talks to it: the client's connection [`Attach`]es to it after the Registry opened it,
-//! forwards every packet it does not answer itself as [`Inbound`] (waiting for each to be
-//! handled, which is how a publisher is slowed down) and reports [`Detached`] when the
-//! socket goes. Topics and other sessions (direct messages) send [`Deliver`]. The Registry
+//! forwards every packet it does not answer itself as [`Inbound`] (PUBLISH and its
+//! acknowledgements as [`Piped`], within a bounded number of slots released when each is
+//! fully handled, which is how a publisher is slowed down) and reports [`Detached`] when
+//! the socket goes. Topics and other sessions (direct messages) send [`Deliver`]. The Registry
 //! sends [`Discard`] when a clean start replaces the session. It sends the Registry
 //! subscription changes, retained messages, topic start requests and [`SessionEnded`].
 //!
@@ -19,7 +20,10 @@
 //! filter matches and the Registry must start the Topic first, or that nobody listens. A
 //! QoS 1 message is acknowledged, and a QoS 2 message is PUBREC'd, only once it is in every
 //! destination's mailbox. When a destination's mailbox is full the message waits for room,
-//! which holds back the publisher's connection (and so the publisher, through TCP).
+//! which holds back the publisher's connection (and so the publisher, through TCP); the
+//! client's later publishes are routed after it (`route_tail`), so they keep their order.
+//! Topics put QoS 0 messages for this client straight on its link through its [`Lane`]
+//! while the session has nothing waiting for the link ([`LaneDeliver`] otherwise).
 //!
 //! Writing: packets go to the link's bounded channel. When it is full the session keeps
 //! messages in its Outbox and waits for room with a single reservation; acknowledgements
@@ -28,7 +32,7 @@
 
 use super::envelope::Envelope;
 use super::ids::ClientId;
-use super::link::{AckKind, ClientLink, CloseReason, Epoch, Outbound, ReserveError};
+use super::link::{AckKind, ClientLink, CloseReason, Epoch, Lane, Outbound, ReserveError};
 use super::outbox::{Limits, Outbox, Outgoing};
 use super::registry::{self, EnsureTopic, Retain, SessionEnded, SubscribeRefused};
 use super::routes::Subscription;
@@ -40,13 +44,16 @@ use crate::codec::{
 };
 use crate::metrics::Metrics;
 use crate::topic::{validate_topic_filter, validate_topic_name};
+use actix::dev::MessageResponse;
 use actix::fut::wrap_future;
 use actix::prelude::*;
 use slog::{debug, info, o, warn, Logger};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 /// Mailbox size of a session.
 pub const MAILBOX: usize = 64;
@@ -98,6 +105,13 @@ pub struct Session {
     ending: bool,
     /// What the attached connection's user may publish, subscribe and message.
     permissions: Permissions,
+    /// Where Topics put QoS 0 messages straight on the link while this session is idle.
+    lane: Arc<Lane>,
+    /// A connection whose piped packet broke the protocol: its later packets are ignored.
+    refused: Option<Epoch>,
+    /// Done when the last publish whose routing had to wait is routed; later publishes of
+    /// the client are routed after it, so they keep their order.
+    route_tail: Option<oneshot::Receiver<()>>,
 }
 
 impl Session {
@@ -129,6 +143,9 @@ impl Session {
             overflow_streak: 0,
             ending: false,
             permissions: Permissions::default(),
+            lane: Arc::default(),
+            refused: None,
+            route_tail: None,
             node,
         }
     }
@@ -139,9 +156,15 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX);
+        let (id, lane) = (self.client_id.clone(), self.lane.clone());
+        self.node.routes.insert_lane(id, ctx.address(), lane);
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.lane.sync(None, false);
+        self.node
+            .routes
+            .remove_lane(self.client_id.as_str(), &ctx.address());
         Metrics::sub(&self.node.metrics.queued, self.counted_queue as u64);
         if let Some(link) = self.link.take() {
             link.close(CloseReason::ServerShutdown);
@@ -256,7 +279,9 @@ impl Handler<Inbound> for Session {
     type Result = ActorResponse<Self, Result<(), InboundError>>;
 
     fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) -> Self::Result {
-        if self.link.as_ref().map(ClientLink::epoch) != Some(msg.epoch) {
+        if self.link.as_ref().map(ClientLink::epoch) != Some(msg.epoch)
+            || self.refused == Some(msg.epoch)
+        {
             return ActorResponse::reply(Err(InboundError::Stale));
         }
         let v5 = self.protocol == Protocol::V5;
@@ -310,6 +335,45 @@ impl Handler<Inbound> for Session {
     }
 }
 
+/// An [`Inbound`] packet the connection does not wait for (PUBLISH and the
+/// acknowledgements), so that it can decode and hand over the next one at once. Order is
+/// kept (one mailbox; routing that has to wait holds back the client's later publishes),
+/// and so is backpressure: the connection holds a bounded number of permits and `permit` is
+/// released only once the packet is fully handled. A protocol violation closes the link
+/// with [`CloseReason::Violation`], and the connection's later packets are ignored.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Piped {
+    /// The packet.
+    pub inbound: Inbound,
+    /// The connection's pipeline slot, held until the packet is handled.
+    pub permit: OwnedSemaphorePermit,
+}
+
+impl Handler<Piped> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Piped, ctx: &mut Self::Context) {
+        let Piped { inbound, permit } = msg;
+        let epoch = inbound.epoch;
+        let response = Handler::<Inbound>::handle(self, inbound, ctx);
+        let (tx, mut rx) = oneshot::channel();
+        MessageResponse::<Session, Inbound>::handle(response, ctx, Some(tx));
+        match rx.try_recv() {
+            Ok(result) => self.piped_result(epoch, result),
+            Err(oneshot::error::TryRecvError::Empty) => {
+                ctx.spawn(wrap_future(rx).map(move |result, act: &mut Self, _| {
+                    drop(permit);
+                    if let Ok(result) = result {
+                        act.piped_result(epoch, result);
+                    }
+                }));
+            }
+            Err(oneshot::error::TryRecvError::Closed) => {}
+        }
+    }
+}
+
 /// The client's connection went away.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -331,6 +395,7 @@ impl Handler<Detached> for Session {
             return;
         }
         self.link = None;
+        self.lane.sync(None, false);
         self.control.clear();
         if let Some(timer) = self.retry_timer.take() {
             ctx.cancel_future(timer);
@@ -394,6 +459,21 @@ impl Handler<Deliver> for Session {
     }
 }
 
+/// A [`Deliver`] from a Topic that counted it as pending on this session's [`Lane`]: once
+/// it is queued or written, later QoS 0 messages may take the lane again.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct LaneDeliver(pub Deliver);
+
+impl Handler<LaneDeliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: LaneDeliver, ctx: &mut Self::Context) {
+        Handler::<Deliver>::handle(self, msg.0, ctx);
+        self.lane.settled();
+    }
+}
+
 /// A clean start replaced this session: close the connection (without will) and stop.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -446,10 +526,16 @@ impl Session {
             QoS::ExactlyOnce => {
                 let rec = Outbound::ack(AckKind::PubRec, packet_id, reason::SUCCESS);
                 if self.inbound_qos2.contains(&packet_id) {
-                    // A resend of a message already routed: acknowledge, do not route again.
-                    self.reply(rec);
-                    self.pump(ctx);
-                    return self.settle();
+                    // A resend of a message already routed: acknowledge (after the
+                    // acknowledgements still waiting for their routing), do not route again.
+                    return match self.after_earlier_routes() {
+                        None => {
+                            self.reply(rec);
+                            self.pump(ctx);
+                            self.settle()
+                        }
+                        Some(earlier) => self.ack_when_routed(earlier, Some(rec)),
+                    };
                 }
                 if self.inbound_qos2.len()
                     >= usize::from(self.node.config.session.max_inbound_pending)
@@ -464,7 +550,20 @@ impl Session {
             }
         };
         let envelope = Envelope::from_publish(self.client_id.clone(), publish);
-        match route(&self.node, envelope) {
+        let pending = match self.after_earlier_routes() {
+            None => route(&self.node, envelope),
+            // An earlier publish is still being routed: this one goes after it.
+            Some(earlier) => {
+                let node = self.node.clone();
+                Some(Box::pin(async move {
+                    earlier.await;
+                    if let Some(pending) = route(&node, envelope) {
+                        pending.await;
+                    }
+                }) as Pending)
+            }
+        };
+        match pending {
             None => {
                 if let Some(ack) = ack {
                     self.reply(ack);
@@ -472,19 +571,43 @@ impl Session {
                 }
                 self.settle()
             }
-            Some(pending) => {
-                let epoch = self.link.as_ref().map(ClientLink::epoch);
-                ActorResponse::r#async(wrap_future(pending).map(move |(), act: &mut Self, ctx| {
-                    if let Some(ack) = ack {
-                        if act.link.as_ref().map(ClientLink::epoch) == epoch {
-                            act.reply(ack);
-                            act.pump(ctx);
-                        }
-                    }
-                    Ok(())
-                }))
-            }
+            Some(pending) => self.ack_when_routed(pending, ack),
         }
+    }
+
+    /// The routing of this client's earlier publishes that is still waiting, if any.
+    fn after_earlier_routes(&mut self) -> Option<Pending> {
+        let mut tail = self.route_tail.take()?;
+        match tail.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => Some(Box::pin(async move {
+                let _ = tail.await;
+            })),
+            _ => None,
+        }
+    }
+
+    /// Acknowledges (if `ack`) once `pending` routing is done; later publishes wait for it.
+    fn ack_when_routed(
+        &mut self,
+        pending: Pending,
+        ack: Option<Outbound>,
+    ) -> ActorResponse<Self, Result<(), InboundError>> {
+        let (done, tail) = oneshot::channel();
+        self.route_tail = Some(tail);
+        let epoch = self.link.as_ref().map(ClientLink::epoch);
+        let pending = async move {
+            pending.await;
+            let _ = done.send(());
+        };
+        ActorResponse::r#async(wrap_future(pending).map(move |(), act: &mut Self, ctx| {
+            if let Some(ack) = ack {
+                if act.link.as_ref().map(ClientLink::epoch) == epoch {
+                    act.reply(ack);
+                    act.pump(ctx);
+                }
+            }
+            Ok(())
+        }))
     }
 
     fn on_subscribe(
@@ -674,6 +797,16 @@ impl Session {
         Some(self.settle())
     }
 
+    /// Acts on the outcome of a piped packet: a violation closes its connection.
+    fn piped_result(&mut self, epoch: Epoch, result: Result<(), InboundError>) {
+        if let Err(InboundError::Violation { reason, what }) = result {
+            self.refused = Some(epoch);
+            if let Some(link) = self.link.as_ref().filter(|l| l.epoch() == epoch) {
+                link.close(CloseReason::Violation { reason, what });
+            }
+        }
+    }
+
     /// Queues an acknowledgement for the client (sent by the next [`Session::pump`]).
     fn reply(&mut self, packet: Outbound) {
         if self.link.is_some() {
@@ -746,6 +879,17 @@ impl Session {
         }
         self.link = Some(link);
         self.count_queue();
+        self.sync_lane();
+    }
+
+    /// Opens the lane while nothing of this session waits for the link, closes it otherwise.
+    fn sync_lane(&self) {
+        let idle = self.control.is_empty()
+            && self.outbox.is_idle()
+            && self.waiting_for_room.is_none()
+            && self.client_max_packet.is_none()
+            && !self.ending;
+        self.lane.sync(self.link.as_ref(), idle);
     }
 
     /// The next packet to write: control packets first, then the outbox.

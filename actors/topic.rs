@@ -8,6 +8,12 @@
 //! min(published QoS, highest granted QoS of that session's matching filters). No
 //! per-message matching and no payload copy: every delivery shares the same envelope.
 //!
+//! QoS 0 fast path: a QoS 0 delivery goes straight onto the subscriber's link through the
+//! session's [`Lane`] while that session has nothing waiting for its link, so the common
+//! case costs no actor message and no turn of the subscriber's session. Otherwise it goes
+//! to the session as a [`LaneDeliver`], which keeps it behind what the session holds (see
+//! [`Lane`] for the ordering argument).
+//!
 //! Backpressure: deliveries use `try_send`. A session's mailbox is full only while its
 //! arbiter is busy: a client that does not read fills the session's own bounded queue
 //! instead, and the session drops there what does not fit (QoS 0 first). So a full mailbox
@@ -21,11 +27,16 @@
 
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
-use super::session::{Deliver, Session};
+use super::link::Lane;
+use super::outbox::Outgoing;
+use super::routes::Routes;
+use super::session::{Deliver, LaneDeliver, Session};
 use crate::codec::QoS;
+use crate::metrics::Metrics;
 use actix::prelude::*;
 use slog::{debug, o, Logger};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Mailbox size of a Topic.
 pub const MAILBOX: usize = 256;
@@ -45,19 +56,51 @@ pub struct Subscriber {
     pub subscription_ids: Vec<u32>,
 }
 
+/// A subscriber with its session's lane, if the session registered one.
+struct Entry {
+    subscriber: Subscriber,
+    lane: Option<Arc<Lane>>,
+}
+
 /// The fan-out point of one topic name.
 pub struct Topic {
     /// Merged subscriber set: one entry per session.
-    subscribers: HashMap<ClientId, Subscriber>,
+    subscribers: HashMap<ClientId, Entry>,
+    /// Where sessions' lanes are found.
+    routes: Arc<Routes>,
+    /// PUBLISH counters (deliveries through lanes count as sent).
+    metrics: Arc<Metrics>,
     /// Logger carrying the topic name.
     log: Logger,
 }
 
 impl Topic {
-    /// A Topic for `name` with the subscribers the Registry computed.
-    pub fn new(name: TopicName, subscribers: HashMap<ClientId, Subscriber>, log: &Logger) -> Self {
+    /// A Topic for `name` with the subscribers the Registry computed; `routes` gives the
+    /// sessions' lanes.
+    pub fn new(
+        name: TopicName,
+        subscribers: HashMap<ClientId, Subscriber>,
+        routes: Arc<Routes>,
+        metrics: Arc<Metrics>,
+        log: &Logger,
+    ) -> Self {
         let log = log.new(o!("topic" => name.to_string()));
-        Topic { subscribers, log }
+        let mut topic = Topic {
+            subscribers: HashMap::with_capacity(subscribers.len()),
+            routes,
+            metrics,
+            log,
+        };
+        for (client_id, subscriber) in subscribers {
+            topic.insert(client_id, subscriber);
+        }
+        topic
+    }
+
+    fn insert(&mut self, client_id: ClientId, subscriber: Subscriber) {
+        let lane = self.routes.lane(client_id.as_str(), &subscriber.session);
+        self.subscribers
+            .insert(client_id, Entry { subscriber, lane });
     }
 }
 
@@ -84,21 +127,61 @@ impl Handler<Distribute> for Topic {
     fn handle(&mut self, msg: Distribute, ctx: &mut Self::Context) {
         let envelope = msg.envelope;
         let mut waiting = Vec::new();
-        for (client_id, sub) in &self.subscribers {
+        let mut direct = 0u64;
+        for (
+            client_id,
+            Entry {
+                subscriber: sub,
+                lane,
+            },
+        ) in &self.subscribers
+        {
             if sub.no_local && envelope.from == *client_id {
                 continue;
             }
-            let deliver = Deliver {
+            let outgoing = Outgoing {
                 envelope: envelope.clone(),
                 qos: envelope.qos.min(sub.qos),
                 retain: envelope.retain && sub.retain_as_published,
                 subscription_ids: sub.subscription_ids.clone(),
             };
-            match sub.session.try_send(deliver) {
-                // Closed: the session ended; the Registry is removing it from this Topic.
-                Ok(()) | Err(SendError::Closed(_)) => {}
-                Err(SendError::Full(deliver)) => waiting.push((sub.session.clone(), deliver)),
+            let sent = match lane {
+                Some(lane) => {
+                    // Every delivery of a session with a lane that does not take the lane
+                    // is counted as pending there (so no later QoS 0 one overtakes it).
+                    let outgoing = if outgoing.qos == QoS::AtMostOnce {
+                        match lane.try_deliver(outgoing) {
+                            Ok(()) => {
+                                direct += 1;
+                                continue;
+                            }
+                            Err(outgoing) => outgoing,
+                        }
+                    } else {
+                        lane.hold();
+                        outgoing
+                    };
+                    match sub.session.try_send(LaneDeliver(deliver(outgoing))) {
+                        Ok(()) => Ok(()),
+                        Err(SendError::Closed(_)) => {
+                            lane.settled();
+                            Ok(())
+                        }
+                        Err(SendError::Full(deliver)) => Err(Waiting::Lane(deliver)),
+                    }
+                }
+                None => match sub.session.try_send(deliver(outgoing)) {
+                    // Closed: the session ended; the Registry is removing it from this Topic.
+                    Ok(()) | Err(SendError::Closed(_)) => Ok(()),
+                    Err(SendError::Full(deliver)) => Err(Waiting::Plain(deliver)),
+                },
+            };
+            if let Err(w) = sent {
+                waiting.push((sub.session.clone(), w));
             }
+        }
+        if direct > 0 {
+            Metrics::add(&self.metrics.publish_out, direct);
         }
         if !waiting.is_empty() {
             // Pause this Topic until the deliveries are in; see the module documentation.
@@ -106,12 +189,34 @@ impl Handler<Distribute> for Topic {
                 async move {
                     for (session, deliver) in waiting {
                         // A closed mailbox means the session ended meanwhile: no reader left.
-                        let _ = session.send(deliver).await;
+                        match deliver {
+                            Waiting::Plain(d) => {
+                                let _ = session.send(d).await;
+                            }
+                            Waiting::Lane(d) => {
+                                let _ = session.send(d).await;
+                            }
+                        }
                     }
                 }
                 .into_actor(self),
             );
         }
+    }
+}
+
+/// A delivery that did not fit in a session's mailbox.
+enum Waiting {
+    Plain(Deliver),
+    Lane(LaneDeliver),
+}
+
+fn deliver(outgoing: Outgoing) -> Deliver {
+    Deliver {
+        envelope: outgoing.envelope,
+        qos: outgoing.qos,
+        retain: outgoing.retain,
+        subscription_ids: outgoing.subscription_ids,
     }
 }
 
@@ -130,9 +235,7 @@ impl Handler<SetSubscriber> for Topic {
 
     fn handle(&mut self, msg: SetSubscriber, _ctx: &mut Self::Context) {
         match msg.subscriber {
-            Some(subscriber) => {
-                self.subscribers.insert(msg.client_id, subscriber);
-            }
+            Some(subscriber) => self.insert(msg.client_id, subscriber),
             None => {
                 self.subscribers.remove(&msg.client_id);
             }
@@ -233,5 +336,90 @@ mod tests {
         }
         nothing(&mut end).await;
         assert_eq!(node.metrics.snapshot().dropped, 0);
+    }
+
+    async fn subscribe(
+        node: &crate::actors::Node,
+        id: &str,
+        qos: QoS,
+    ) -> (Addr<Session>, crate::actors::Epoch, crate::actors::LinkEnd) {
+        let (session, epoch, mut end) = attach(node, id, true, AttachOptions::default()).await;
+        let subscribe = Packet::Subscribe(crate::codec::Subscribe {
+            packet_id: 1,
+            topics: vec![SubscribeTopic {
+                filter: "t".into(),
+                options: SubscriptionOptions {
+                    qos,
+                    ..Default::default()
+                },
+            }],
+            ..Default::default()
+        });
+        session
+            .send(Inbound {
+                epoch,
+                packet: subscribe,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(next(&mut end).await, Packet::SubAck(_)));
+        (session, epoch, end)
+    }
+
+    #[actix_rt::test]
+    async fn lane_keeps_order_across_a_full_link_and_mixed_qos() {
+        let node = node();
+        let (session, epoch, mut end) = subscribe(&node, "sub", QoS::AtLeastOnce).await;
+        let (_quiet, _, mut quiet_end) = subscribe(&node, "sub0", QoS::AtMostOnce).await;
+        let topic = node
+            .registry
+            .send(EnsureTopic { name: "t".into() })
+            .await
+            .unwrap()
+            .expect("a topic for a subscribed name");
+        // More than the link holds (128): the lane closes, the sessions queue, then the
+        // lane reopens once they drained; QoS 1 messages in between always take the mailbox.
+        let n = 400u32;
+        let qos_of = |i: u32| {
+            if i % 7 == 3 {
+                QoS::AtLeastOnce
+            } else {
+                QoS::AtMostOnce
+            }
+        };
+        for i in 0..n {
+            topic.do_send(Distribute {
+                envelope: envelope(i, qos_of(i)),
+            });
+        }
+        for i in 0..n {
+            match next(&mut end).await {
+                Packet::Publish(p) => {
+                    assert_eq!(p.payload.as_ref(), i.to_be_bytes(), "in order, none lost");
+                    assert_eq!(p.qos, qos_of(i));
+                    if let Some(id) = p.packet_id {
+                        let ack = Packet::PubAck(PubResp::new(id));
+                        session
+                            .send(Inbound { epoch, packet: ack })
+                            .await
+                            .unwrap()
+                            .unwrap();
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+            match next(&mut quiet_end).await {
+                Packet::Publish(p) => {
+                    assert_eq!(p.payload.as_ref(), i.to_be_bytes(), "in order, none lost");
+                    assert_eq!(p.qos, QoS::AtMostOnce);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        nothing(&mut end).await;
+        nothing(&mut quiet_end).await;
+        assert_eq!(node.metrics.snapshot().dropped, 0);
+        assert_eq!(node.metrics.snapshot().publish_out, 2 * u64::from(n));
     }
 }

@@ -31,6 +31,52 @@ pub fn encode(packet: &Packet, protocol: Protocol, buf: &mut BytesMut) -> Result
     body(packet, protocol, buf)
 }
 
+/// Appends an MQTT 3.1/3.1.1 PUBLISH built from its parts, without a [`Publish`] value: the
+/// broker's hot path writes every delivery of a shared message this way (no reference
+/// count touched, no properties built). Same bytes and checks as [`encode`] on the
+/// equivalent packet for a 3.x connection; on error nothing is appended.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_publish_v3(
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+    dup: bool,
+    packet_id: Option<u16>,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    if topic.len() > usize::from(u16::MAX) {
+        return Err(EncodeError::TooLarge(
+            "string or binary field longer than 65 535 bytes",
+        ));
+    }
+    let id_len = match (qos, packet_id) {
+        (QoS::AtMostOnce, None) => 0,
+        (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(_)) => 2,
+        _ => {
+            return Err(EncodeError::Invalid(
+                "PUBLISH packet_id must be set exactly when QoS > 0",
+            ))
+        }
+    };
+    let remaining = 2 + topic.len() + id_len + payload.len();
+    if remaining > MAX_VARINT as usize {
+        return Err(EncodeError::TooLarge(
+            "remaining length above 268 435 455 bytes",
+        ));
+    }
+    buf.reserve(1 + varint_len(remaining) + remaining);
+    buf.put_u8(0x30 | u8::from(dup) << 3 | (qos as u8) << 1 | u8::from(retain));
+    buf.put_varint(remaining)?;
+    buf.put_u16(topic.len() as u16);
+    buf.put_slice(topic.as_bytes());
+    if let Some(id) = packet_id {
+        buf.put_u16(id);
+    }
+    buf.put_slice(payload);
+    Ok(())
+}
+
 /// Number of bytes [`encode`] appends for `packet` (0 if it would fail).
 pub fn encoded_len(packet: &Packet, protocol: Protocol) -> usize {
     remaining_len(packet, protocol).map_or(0, |n| 1 + varint_len(n) + n)
@@ -259,4 +305,51 @@ fn unsuback<W: Writer>(u: &UnsubAck, v5: bool, w: &mut W) -> Result<(), EncodeEr
         w.put_slice(&u.reason_codes);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod publish_v3_tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn parts_encode_like_the_packet() {
+        for (qos, packet_id) in [
+            (QoS::AtMostOnce, None),
+            (QoS::AtLeastOnce, Some(7)),
+            (QoS::ExactlyOnce, Some(65535)),
+        ] {
+            for (retain, dup, payload_len) in [(false, false, 0), (true, true, 200)] {
+                let payload = Bytes::from(vec![0xA5; payload_len]);
+                let packet = Packet::Publish(Publish {
+                    dup,
+                    qos,
+                    retain,
+                    topic: "a/b/c".into(),
+                    packet_id,
+                    payload: payload.clone(),
+                    properties: Properties::default(),
+                });
+                let mut expected = BytesMut::new();
+                encode(&packet, Protocol::V311, &mut expected).unwrap();
+                let mut got = BytesMut::new();
+                encode_publish_v3("a/b/c", &payload, qos, retain, dup, packet_id, &mut got)
+                    .unwrap();
+                assert_eq!(got, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_parts_append_nothing() {
+        let mut out = BytesMut::new();
+        assert!(
+            encode_publish_v3("t", b"x", QoS::AtLeastOnce, false, false, None, &mut out).is_err()
+        );
+        let long = "x".repeat(70_000);
+        assert!(
+            encode_publish_v3(&long, b"", QoS::AtMostOnce, false, false, None, &mut out).is_err()
+        );
+        assert!(out.is_empty());
+    }
 }

@@ -73,4 +73,4 @@ mod writer;
 mod tests;
 
 pub use decode::decode;
-pub use encode::{encode, encoded_len};
+pub use encode::{encode, encode_publish_v3, encoded_len};

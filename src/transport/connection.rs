@@ -8,18 +8,29 @@
 //!   applies `mqtt.max_connections`, the client id rules and keep-alive negotiation; asks
 //!   the Registry for the session, puts the CONNACK on the new link and attaches to the
 //!   session (which then sends what it kept for the client, after the CONNACK);
-//! - after CONNECT: answers PINGREQ itself, forwards every other client packet to the
-//!   session and waits until the session handled it (the publisher's backpressure), closes
-//!   on DISCONNECT, on a protocol violation (MQTT 5: DISCONNECT with the reason first), on
-//!   1.5 × keep-alive without a complete packet, or when the session asks (takeover).
+//! - after CONNECT: answers PINGREQ itself and forwards every other client packet to the
+//!   session. PUBLISH and its acknowledgements are *piped* ([`Piped`]): handed over without
+//!   waiting, up to `PIPELINE` (32) not yet fully handled (the publisher's backpressure: a
+//!   slot comes back only once the packet's routing is done), so one read's worth of
+//!   packets costs the session one wake-up instead of one round trip each; SUBSCRIBE and
+//!   UNSUBSCRIBE are waited for. It closes on DISCONNECT, on a protocol violation (MQTT 5:
+//!   DISCONNECT with the reason first; the session reports violations in piped packets
+//!   through the link's close signal), on 1.5 × keep-alive without a complete packet, or
+//!   when the session asks (takeover). Before telling the session it detached, it waits
+//!   until every piped packet was handled.
 //!
 //! Writing is a separate task owning the writer: it takes every packet waiting in the
-//! link's bounded channel, encodes them into one buffer and writes it with one call.
+//! link's bounded channel, encodes them into one buffer and writes it with one call (an
+//! MQTT 3.x PUBLISH straight from the shared message, without building a packet).
+//!
+//! Memory of an idle connection: the read buffer shrinks to `IDLE_READ_BUFFER` (64) bytes
+//! once a read did not fill it, the writer keeps at most `IDLE_WRITE_BUFFER` (512) bytes between
+//! batches, and the handshake's state is boxed so it does not stay in the task.
 
 use super::connect;
 use crate::actors::link::Outbound;
 use crate::actors::registry::{OpenSession, OpenSessionError};
-use crate::actors::session::{Attach, AttachOptions, Detached, Inbound, InboundError};
+use crate::actors::session::{Attach, AttachOptions, Detached, Inbound, InboundError, Piped};
 use crate::actors::{link, ClientId, CloseReason, Epoch, LinkEnd, Node, Session};
 use crate::auth::{Gate, Principal};
 use crate::codec::{
@@ -27,24 +38,32 @@ use crate::codec::{
 };
 use crate::metrics::Metrics;
 use crate::topic::validate_topic_name;
-use actix::Addr;
+use actix::{Addr, MailboxError};
 use bytes::BytesMut;
 use slog::{debug, info, o, warn, Logger};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
-/// Bytes reserved before each read.
+/// Bytes reserved before each read while the client sends a lot.
 const READ_CHUNK: usize = 4096;
-/// An empty read buffer larger than this is released, so idle connections stay small.
-const IDLE_READ_BUFFER: usize = 4096;
+/// Read buffer of a quiet connection (a PINGREQ is 2 bytes): an empty buffer larger than this
+/// is replaced by one this small unless the last read filled the buffer, so idle
+/// connections hold almost nothing; a read that fills it switches back to [`READ_CHUNK`].
+const IDLE_READ_BUFFER: usize = 64;
+/// Write buffer an idle connection may keep between batches.
+const IDLE_WRITE_BUFFER: usize = 512;
 /// The writer stops batching once this many bytes are encoded.
 const WRITE_BATCH: usize = 64 * 1024;
 /// Time allowed for a last packet (CONNACK refusal, DISCONNECT) to be written.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
+/// PUBLISH and acknowledgement packets handed to the session before the connection waits
+/// for the first of them to be handled (see [`Piped`]).
+const PIPELINE: usize = 32;
 /// Attempts to attach when the session found was ending at that moment.
 const ATTACH_ATTEMPTS: usize = 3;
 
@@ -107,6 +126,7 @@ impl Exit {
             Exit::Violation { reason, .. } => Some(*reason),
             Exit::KeepAliveTimeout => Some(reason::KEEP_ALIVE_TIMEOUT),
             Exit::Closed(CloseReason::TakenOver) => Some(reason::SESSION_TAKEN_OVER),
+            Exit::Closed(CloseReason::Violation { reason, .. }) => Some(*reason),
             Exit::Closed(CloseReason::ServerShutdown) | Exit::SessionGone => {
                 Some(reason::SERVER_SHUTTING_DOWN)
             }
@@ -129,6 +149,8 @@ enum ReadError {
 struct Connection<R> {
     reader: R,
     buf: BytesMut,
+    /// The last read filled the free space of the buffer: more is probably waiting.
+    busy: bool,
     node: Node,
     log: Logger,
     epoch: Epoch,
@@ -151,6 +173,8 @@ struct Signals {
     close: watch::Receiver<Option<CloseReason>>,
     /// Replies the connection writes itself (PINGRESP).
     replies: mpsc::Sender<Outbound>,
+    /// Pipeline slots: packets handed to the session and not fully handled yet.
+    pipeline: Arc<Semaphore>,
 }
 
 /// Serves one client connection until it closes. `gate` authenticates its CONNECT.
@@ -165,14 +189,17 @@ where
         .new(o!("peer" => peer.to_string(), "connection" => epoch.to_string()));
     let mut conn = Connection {
         reader,
-        buf: BytesMut::with_capacity(READ_CHUNK),
+        buf: BytesMut::with_capacity(IDLE_READ_BUFFER),
+        busy: false,
         node,
         log,
         epoch,
         protocol: Protocol::V311,
     };
     let connect_timeout = Duration::from_secs(conn.node.config.mqtt.connect_timeout);
-    let connect = match timeout(connect_timeout, conn.read_packet()).await {
+    // The rare and the one-off waits are boxed so that the task's own state (what an idle
+    // connection keeps) holds only the read loop.
+    let connect = match Box::pin(timeout(connect_timeout, conn.read_packet())).await {
         Err(_) => {
             debug!(conn.log, "no CONNECT within connect_timeout");
             return;
@@ -188,7 +215,13 @@ where
             // ([MQTT-3.1.2-2]); an MQTT 5 client never gets here.
             let code = connack_v3::UNACCEPTABLE_PROTOCOL;
             let refusal = Packet::ConnAck(connect::refused(Protocol::V311, code, code));
-            write_final(&mut writer, Some(refusal), Protocol::V311, &conn.log).await;
+            Box::pin(write_last(
+                &mut writer,
+                Some(refusal),
+                Protocol::V311,
+                &conn.log,
+            ))
+            .await;
             return;
         }
         Ok(Err(ReadError::Decode(e))) => {
@@ -206,7 +239,7 @@ where
         Ok(principal) => principal,
         Err(refusal) => {
             let refusal = Some(Packet::ConnAck(refusal));
-            write_final(&mut writer, refusal, conn.protocol, &conn.log).await;
+            Box::pin(write_last(&mut writer, refusal, conn.protocol, &conn.log)).await;
             return;
         }
     };
@@ -218,24 +251,25 @@ where
             connack_v3::SERVER_UNAVAILABLE,
             reason::SERVER_BUSY,
         );
-        write_final(
+        Box::pin(write_last(
             &mut writer,
             Some(Packet::ConnAck(refusal)),
             conn.protocol,
             &conn.log,
-        )
+        ))
         .await;
         return;
     }
-    let established = match conn.establish(connect, principal).await {
+    // Boxed: the handshake's state is large and must not stay in every idle connection's task.
+    let established = match Box::pin(conn.establish(connect, principal)).await {
         Ok(established) => established,
         Err(refusal) => {
-            write_final(
+            Box::pin(write_last(
                 &mut writer,
                 refusal.map(Packet::ConnAck),
                 conn.protocol,
                 &conn.log,
-            )
+            ))
             .await;
             Metrics::sub(&metrics.connections, 1);
             return;
@@ -253,7 +287,11 @@ where
         close,
         replies,
     } = end;
-    let mut signals = Signals { close, replies };
+    let mut signals = Signals {
+        close,
+        replies,
+        pipeline: Arc::new(Semaphore::new(PIPELINE)),
+    };
     let (finish_tx, finish_rx) = oneshot::channel();
     let mut writer_task = actix_rt::spawn(write_loop(
         writer,
@@ -275,6 +313,13 @@ where
         Exit::Disconnect { session_expiry, .. } => *session_expiry,
         _ => None,
     };
+    // Every packet handed over is handled (its routing done) before the session hears that
+    // the connection went: a PUBLISH right before DISCONNECT is never cut short.
+    let _ = Box::pin(timeout(
+        FINAL_WRITE,
+        signals.pipeline.acquire_many(PIPELINE as u32),
+    ))
+    .await;
     session.do_send(Detached {
         epoch,
         publish_will: exit.publishes_will(),
@@ -293,7 +338,10 @@ where
     };
     if !matches!(exit, Exit::WriteFailed) {
         let _ = finish_tx.send(last);
-        if timeout(FINAL_WRITE * 2, &mut writer_task).await.is_err() {
+        if Box::pin(timeout(FINAL_WRITE * 2, &mut writer_task))
+            .await
+            .is_err()
+        {
             writer_task.abort();
         }
     }
@@ -311,9 +359,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 Err(e) => return Err(ReadError::Decode(e)),
             }
             self.reserve();
+            let free = self.buf.capacity() - self.buf.len();
             match self.reader.read_buf(&mut self.buf).await {
                 Ok(0) => return Err(ReadError::Eof),
-                Ok(_) => {}
+                Ok(n) => self.busy = n == free,
                 Err(e) => return Err(ReadError::Io(e)),
             }
         }
@@ -461,6 +510,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 }
             }
             self.reserve();
+            let free = self.buf.capacity() - self.buf.len();
             tokio::select! {
                 biased;
                 changed = end.close.changed() => return closed(changed, &end.close),
@@ -468,7 +518,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 _ = &mut idle, if keep_alive.is_some() => return Exit::KeepAliveTimeout,
                 read = self.reader.read_buf(&mut self.buf) => match read {
                     Ok(0) => return Exit::Lost("closed by peer".into()),
-                    Ok(_) => {}
+                    Ok(n) => self.busy = n == free,
                     Err(e) => return Exit::Lost(e.to_string()),
                 },
             }
@@ -484,13 +534,18 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         expiry_was_zero: bool,
     ) -> Option<Exit> {
         match packet {
-            Packet::PingReq => {
-                tokio::select! {
-                    biased;
-                    changed = end.close.changed() => Some(closed(changed, &end.close)),
-                    sent = end.replies.send(Outbound::PingResp) => sent.err().map(|_| Exit::SessionGone),
+            Packet::PingReq => match end.replies.try_send(Outbound::PingResp) {
+                Ok(()) => None,
+                Err(mpsc::error::TrySendError::Closed(_)) => Some(Exit::SessionGone),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let sent = Box::pin(end.replies.send(Outbound::PingResp));
+                    tokio::select! {
+                        biased;
+                        changed = end.close.changed() => Some(closed(changed, &end.close)),
+                        sent = sent => sent.err().map(|_| Exit::SessionGone),
+                    }
                 }
-            }
+            },
             Packet::Disconnect(d) => {
                 let v5 = self.protocol == Protocol::V5;
                 let session_expiry = d.properties.session_expiry_interval;
@@ -520,43 +575,74 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     what: "server-to-client packet sent by a client".into(),
                 })
             }
+            packet @ (Packet::Subscribe(_) | Packet::Unsubscribe(_)) => {
+                // Waited for: the session answers after the Registry did.
+                let handled = Box::pin(session.send(Inbound {
+                    epoch: self.epoch,
+                    packet,
+                }));
+                tokio::select! {
+                    biased;
+                    changed = end.close.changed() => Some(closed(changed, &end.close)),
+                    result = handled => inbound_result(result),
+                }
+            }
             packet @ (Packet::Publish(_)
             | Packet::PubAck(_)
             | Packet::PubRec(_)
             | Packet::PubRel(_)
-            | Packet::PubComp(_)
-            | Packet::Subscribe(_)
-            | Packet::Unsubscribe(_)) => {
+            | Packet::PubComp(_)) => {
                 if matches!(packet, Packet::Publish(_)) {
                     Metrics::incr(&self.node.metrics.publish_in);
                 }
-                let handled = session.send(Inbound {
-                    epoch: self.epoch,
-                    packet,
-                });
-                tokio::select! {
-                    biased;
-                    changed = end.close.changed() => Some(closed(changed, &end.close)),
-                    result = handled => match result {
-                        Ok(Ok(())) => None,
-                        Ok(Err(InboundError::Stale)) => Some(Exit::Closed(CloseReason::TakenOver)),
-                        Ok(Err(InboundError::Violation { reason, what })) => Some(Exit::Violation {
-                            reason,
-                            what: what.into(),
-                        }),
-                        Err(_) => Some(Exit::SessionGone),
+                // Handed over without waiting for the session, within the pipeline's slots:
+                // the client's next packet is decoded and sent while this one is handled.
+                let permit = match end.pipeline.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => tokio::select! {
+                        biased;
+                        changed = end.close.changed() => return Some(closed(changed, &end.close)),
+                        permit = Box::pin(end.pipeline.clone().acquire_owned()) => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => return Some(Exit::SessionGone),
+                        },
+                    },
+                };
+                let piped = Piped {
+                    inbound: Inbound {
+                        epoch: self.epoch,
+                        packet,
+                    },
+                    permit,
+                };
+                match session.try_send(piped) {
+                    Ok(()) => None,
+                    Err(actix::prelude::SendError::Closed(_)) => Some(Exit::SessionGone),
+                    // Everything before it is in the mailbox already, so waiting for room
+                    // keeps the order.
+                    Err(actix::prelude::SendError::Full(piped)) => tokio::select! {
+                        biased;
+                        changed = end.close.changed() => Some(closed(changed, &end.close)),
+                        sent = Box::pin(session.send(piped)) => sent.err().map(|_| Exit::SessionGone),
                     },
                 }
             }
         }
     }
 
-    /// Makes room for the next read; releases a large buffer that is empty.
+    /// Makes room for the next read: a busy connection reads up to [`READ_CHUNK`] at a
+    /// time, a quiet one with an empty buffer keeps only `IDLE_READ_BUFFER` (64) bytes.
     fn reserve(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > IDLE_READ_BUFFER {
-            self.buf = BytesMut::with_capacity(READ_CHUNK);
-        } else if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+        let free = self.buf.capacity() - self.buf.len();
+        if self.buf.is_empty() && !self.busy {
+            if self.buf.capacity() > IDLE_READ_BUFFER {
+                self.buf = BytesMut::with_capacity(IDLE_READ_BUFFER);
+            }
+        } else if self.busy && free < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
+        } else if free == 0 {
+            // A packet larger than the buffer is still arriving.
+            self.buf.reserve(self.buf.len().max(IDLE_READ_BUFFER));
         }
     }
 
@@ -576,19 +662,36 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     }
 }
 
+/// The exit for the session's answer to a packet the connection waited for.
+fn inbound_result(result: Result<Result<(), InboundError>, MailboxError>) -> Option<Exit> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(InboundError::Stale)) => Some(Exit::Closed(CloseReason::TakenOver)),
+        Ok(Err(InboundError::Violation { reason, what })) => Some(Exit::Violation {
+            reason,
+            what: what.into(),
+        }),
+        Err(_) => Some(Exit::SessionGone),
+    }
+}
+
 /// The exit for a close signal: the reason the session gave, or its disappearance.
 fn closed(
     changed: Result<(), watch::error::RecvError>,
     close: &watch::Receiver<Option<CloseReason>>,
 ) -> Exit {
     match (changed, *close.borrow()) {
+        (_, Some(CloseReason::Violation { reason, what })) => Exit::Violation {
+            reason,
+            what: what.into(),
+        },
         (_, Some(reason)) => Exit::Closed(reason),
         (_, None) => Exit::SessionGone,
     }
 }
 
 /// Writes one last packet (if any) and shuts the writer down, within [`FINAL_WRITE`].
-async fn write_final<W: AsyncWrite + Unpin>(
+async fn write_last<W: AsyncWrite + Unpin>(
     writer: &mut W,
     packet: Option<Packet>,
     protocol: Protocol,
@@ -598,6 +701,11 @@ async fn write_final<W: AsyncWrite + Unpin>(
     if let Some(packet) = packet {
         encode(&packet, protocol, &mut out, log);
     }
+    write_final(writer, out).await;
+}
+
+/// Writes the last bytes (if any) and shuts the writer down, within [`FINAL_WRITE`].
+async fn write_final<W: AsyncWrite + Unpin>(writer: &mut W, out: BytesMut) {
     let _ = timeout(FINAL_WRITE, async {
         if !out.is_empty() {
             writer.write_all(&out).await?;
@@ -617,23 +725,34 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     protocol: Protocol,
     log: Logger,
 ) {
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::new();
     loop {
         tokio::select! {
             biased;
             last = &mut finish => {
-                write_final(&mut writer, last.ok().flatten(), protocol, &log).await;
+                // What the connection queued before it ended (a CONNACK, acknowledgements)
+                // goes out first, then the last packet.
+                while out.len() < WRITE_BATCH {
+                    match packets.try_recv() {
+                        Ok(packet) => encode_outbound(packet, protocol, &mut out, &log),
+                        Err(_) => break,
+                    }
+                }
+                if let Some(last) = last.ok().flatten() {
+                    encode(&last, protocol, &mut out, &log);
+                }
+                Box::pin(write_final(&mut writer, out)).await;
                 return;
             }
             next = packets.recv() => {
                 let Some(packet) = next else {
-                    write_final(&mut writer, None, protocol, &log).await;
+                    Box::pin(write_final(&mut writer, BytesMut::new())).await;
                     return;
                 };
-                encode(&packet.into_packet(), protocol, &mut out, &log);
+                encode_outbound(packet, protocol, &mut out, &log);
                 while out.len() < WRITE_BATCH {
                     match packets.try_recv() {
-                        Ok(packet) => encode(&packet.into_packet(), protocol, &mut out, &log),
+                        Ok(packet) => encode_outbound(packet, protocol, &mut out, &log),
                         Err(_) => break,
                     }
                 }
@@ -651,11 +770,42 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     },
                 }
                 out.clear();
-                if out.capacity() > WRITE_BATCH * 2 {
-                    out = BytesMut::with_capacity(READ_CHUNK);
+                // Nothing more to write: give a large buffer back, an idle connection keeps
+                // at most a small one (reused by the next batch, so no allocation churn).
+                if out.capacity() > WRITE_BATCH * 2
+                    || (out.capacity() > IDLE_WRITE_BUFFER && packets.is_empty())
+                {
+                    out = BytesMut::new();
                 }
             }
         }
+    }
+}
+
+/// Appends one queued packet. An MQTT 3.x PUBLISH is written straight from the shared
+/// message, without building a [`Packet`] (no reference count touched per subscriber).
+fn encode_outbound(packet: Outbound, protocol: Protocol, out: &mut BytesMut, log: &Logger) {
+    match packet {
+        Outbound::Publish {
+            message,
+            dup,
+            packet_id,
+        } if protocol != Protocol::V5 => {
+            let mark = out.len();
+            if let Err(e) = codec::encode_publish_v3(
+                message.envelope.topic.as_str(),
+                &message.envelope.payload,
+                message.qos,
+                message.retain,
+                dup,
+                packet_id,
+                out,
+            ) {
+                out.truncate(mark);
+                warn!(log, "packet not encodable, skipped"; "error" => %e);
+            }
+        }
+        packet => encode(&packet.into_packet_for(protocol), protocol, out, log),
     }
 }
 
@@ -665,5 +815,153 @@ fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut, log: &Logger)
     if let Err(e) = codec::encode(packet, protocol, out) {
         out.truncate(mark);
         warn!(log, "packet not encodable, skipped"; "error" => %e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::session::AttachOptions;
+    use crate::actors::testing::{attach, next, node, nothing};
+    use crate::codec::{Connect, Publish, QoS, Subscribe, SubscribeTopic};
+    use tokio::io::DuplexStream;
+
+    /// Serves one in-memory connection on `node`; returns the client's end.
+    fn client(node: &Node) -> DuplexStream {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (reader, writer) = tokio::io::split(server);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let security = Arc::new(
+            crate::auth::Security::new(&node.config.auth).expect("default [auth] is valid"),
+        );
+        let gate = security
+            .admit(peer)
+            .expect("loopback is allowed by default");
+        actix_rt::spawn(serve(reader, writer, peer, node.clone(), gate));
+        client
+    }
+
+    fn bytes(packets: &[Packet]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for p in packets {
+            codec::encode(p, Protocol::V311, &mut out).unwrap();
+        }
+        out.to_vec()
+    }
+
+    fn connect(id: &str) -> Packet {
+        Packet::Connect(Box::new(Connect {
+            protocol: Protocol::V311,
+            client_id: id.into(),
+            clean_start: true,
+            keep_alive: 60,
+            ..Default::default()
+        }))
+    }
+
+    fn publish(topic: &str, qos: QoS, i: u16) -> Packet {
+        Packet::Publish(Publish {
+            qos,
+            topic: topic.into(),
+            packet_id: (qos > QoS::AtMostOnce).then_some(i),
+            payload: i.to_be_bytes().to_vec().into(),
+            ..Default::default()
+        })
+    }
+
+    /// Reads packets from the client's end until `n` were decoded or the stream ended.
+    async fn read(client: &mut DuplexStream, n: usize) -> Vec<Packet> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        while out.len() < n {
+            while let Some(p) = codec::decode(&mut buf, Protocol::V311, 1 << 20).unwrap() {
+                out.push(p);
+            }
+            if out.len() >= n {
+                break;
+            }
+            match timeout(Duration::from_secs(2), client.read_buf(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                Ok(Ok(_)) => {}
+            }
+        }
+        out
+    }
+
+    async fn subscriber(node: &Node, filter: &str) -> LinkEnd {
+        let (session, epoch, mut end) = attach(node, "sub", true, AttachOptions::default()).await;
+        let subscribe = Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            topics: vec![SubscribeTopic {
+                filter: filter.into(),
+                options: crate::codec::SubscriptionOptions {
+                    qos: QoS::AtMostOnce,
+                    ..Default::default()
+                },
+            }],
+            ..Default::default()
+        });
+        session
+            .send(Inbound {
+                epoch,
+                packet: subscribe,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(next(&mut end).await, Packet::SubAck(_)));
+        end
+    }
+
+    #[actix_rt::test]
+    async fn piped_publishes_keep_their_order_and_acks() {
+        let node = node();
+        let mut end = subscriber(&node, "t").await;
+        let mut client = client(&node);
+        // One write: more publishes than the pipeline has slots, acknowledged in order.
+        let n = 3 * PIPELINE as u16;
+        let mut packets = vec![connect("pub")];
+        packets.extend((1..=n).map(|i| publish("t", QoS::AtLeastOnce, i)));
+        client.write_all(&bytes(&packets)).await.unwrap();
+        let got = read(&mut client, 1 + usize::from(n)).await;
+        assert!(matches!(got[0], Packet::ConnAck(_)));
+        let acks: Vec<u16> = got[1..]
+            .iter()
+            .map(|p| match p {
+                Packet::PubAck(a) => a.packet_id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(acks, (1..=n).collect::<Vec<_>>());
+        for i in 1..=n {
+            match next(&mut end).await {
+                Packet::Publish(p) => assert_eq!(p.payload.as_ref(), i.to_be_bytes()),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_piped_violation_closes_and_later_packets_are_ignored() {
+        let node = node();
+        let mut end = subscriber(&node, "#").await;
+        let mut client = client(&node);
+        // Well formed, but deeper than `mqtt.max_topic_levels`: the session refuses it.
+        let deep = vec!["x"; node.config.mqtt.max_topic_levels + 1].join("/");
+        let packets = [
+            connect("pub"),
+            publish("ok", QoS::AtMostOnce, 1),
+            publish(&deep, QoS::AtMostOnce, 2),
+            publish("ok", QoS::AtMostOnce, 3),
+            publish("ok", QoS::AtLeastOnce, 4),
+        ];
+        client.write_all(&bytes(&packets)).await.unwrap();
+        let got = read(&mut client, 10).await;
+        assert_eq!(got.len(), 1, "only the CONNACK, then the close: {got:?}");
+        match next(&mut end).await {
+            Packet::Publish(p) => assert_eq!(p.payload.as_ref(), 1u16.to_be_bytes()),
+            other => panic!("{other:?}"),
+        }
+        nothing(&mut end).await;
     }
 }
