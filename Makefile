@@ -8,7 +8,7 @@ config ?=
 
 FUBAR_ARGS = --node $(node) --mqtt-port $(mqtt_port) --data-dir $(data_dir) $(if $(config),--config $(config))
 
-.PHONY: compile build run print-config check test lint fmt clean
+.PHONY: compile build run print-config reset check test lint fmt clean
 
 compile build:
 	cargo build --release
@@ -19,6 +19,11 @@ run:
 
 print-config:
 	cargo run --release -- print-config $(FUBAR_ARGS)
+
+# Deletes the node's data dir (persistent sessions, queued and retained messages) after a
+# confirmation prompt; `make reset yes=1` skips it. Refused while the node runs.
+reset:
+	cargo run --release -- reset $(FUBAR_ARGS) $(if $(yes),--yes)
 
 # Unit tests only (codec fixtures, topic matching, config).
 check:

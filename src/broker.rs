@@ -4,11 +4,14 @@
 //! [`Supervisor`] and the Registry) plus one worker arbiter per core (`node.workers`, 0 =
 //! one per core) that runs connections, sessions and topics. The TCP listener is bound on the
 //! caller's thread before anything starts, so a bind error is returned directly and the
-//! handle knows the actual port. Nothing here needs the caller's runtime: it works from
+//! handle knows the actual port. The store is opened and loaded there too (a locked or
+//! unreadable data dir is an error of `start`); the node restores that state before its
+//! listener accepts anyone. Nothing here needs the caller's runtime: it works from
 //! plain threads and from inside a tokio runtime, and several nodes can run in one process.
 
 use crate::actors::Supervisor;
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::store::{Loaded, Store};
 use crate::transport::tcp;
 use crate::{Config, Error, Result};
 use actix::Actor;
@@ -49,13 +52,32 @@ impl Broker {
         let mqtt_addr = listener
             .local_addr()
             .map_err(io("reading the MQTT listener address".into()))?;
+        std::fs::create_dir_all(&config.node.data_dir).map_err(io(format!(
+            "creating the data dir {}",
+            config.node.data_dir.display()
+        )))?;
+        let store = Store::open(&config.node.data_dir, config.store.options())?;
+        let loaded = store.load()?;
+        info!(log, "store opened";
+            "dir" => %config.node.data_dir.display(), "durability" => ?config.store.durability,
+            "sessions" => loaded.sessions.len(), "retained" => loaded.retained.len(),
+            "expired_sessions" => loaded.expired, "discarded_entries" => loaded.discarded);
         let metrics = Arc::new(Metrics::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let node_metrics = metrics.clone();
         let name = format!("fubar-{}", config.node.name);
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run_node(config, log, listener, node_metrics, ready_tx))
+            .spawn(move || {
+                run_node(
+                    config,
+                    log,
+                    listener,
+                    node_metrics,
+                    (store, loaded),
+                    ready_tx,
+                )
+            })
             .map_err(io("starting the node thread".into()))?;
         match ready_rx.recv() {
             Ok(Ok(system)) => Ok(BrokerHandle {
@@ -117,6 +139,7 @@ fn run_node(
     log: Logger,
     listener: std::net::TcpListener,
     metrics: Arc<Metrics>,
+    (store, loaded): (Store, Loaded),
     ready: mpsc::Sender<Result<System>>,
 ) {
     let runner = System::new();
@@ -133,7 +156,7 @@ fn run_node(
             context: "registering the MQTT listener".into(),
             source,
         })?;
-        let supervisor = Supervisor::new(config, metrics, handles, node_log);
+        let supervisor = Supervisor::new(config, metrics, handles, node_log, store, loaded);
         let node = supervisor.node().clone();
         let addr = supervisor.start();
         tcp::spawn_listener(listener, node);

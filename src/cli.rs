@@ -26,6 +26,20 @@ pub enum Command {
     Run(NodeArgs),
     /// Print the effective configuration (defaults + file + FUBAR_* env + flags) as TOML.
     PrintConfig(NodeArgs),
+    /// Delete the node's data dir: every persistent session, queued message, retained
+    /// message, trace flag and setting. Refused while a broker uses it.
+    Reset(ResetArgs),
+}
+
+/// Options of `fubar reset`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ResetArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Which node's configuration (and so data dir) to use.
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// Options that select and override a node's configuration.
@@ -74,6 +88,18 @@ mod tests {
         match cli.command {
             Some(Command::Run(args)) => {
                 assert_eq!(args.overrides().data_dir, Some(PathBuf::from("/tmp/d")))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reset_takes_yes_and_node_flags() {
+        let cli = Cli::try_parse_from(["fubar", "reset", "--yes", "--data-dir", "/tmp/d"]).unwrap();
+        match cli.command {
+            Some(Command::Reset(args)) => {
+                assert!(args.yes);
+                assert_eq!(args.node.data_dir, Some(PathBuf::from("/tmp/d")));
             }
             other => panic!("unexpected {other:?}"),
         }
