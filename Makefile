@@ -17,7 +17,7 @@ FUBAR_CLI = cargo run --release --quiet --
 ADMIN_ARGS = --data-dir $(data_dir) $(if $(config),--config $(config)) $(if $(http_port),--http-port $(http_port)) $(if $(url),--url $(url)) $(if $(token),--token $(token))
 require = @test -n "$($(1))" || { echo "make $@: $(1)= is required" >&2; exit 2; }
 
-.PHONY: compile build run print-config check test lint fmt clean \
+.PHONY: compile build run print-config reset check test lint fmt clean \
 	state account-set account-get account-del account-all acl-set acl-get acl-del acl-all
 
 compile build:
@@ -69,6 +69,11 @@ acl-del:
 
 acl-all:
 	@$(FUBAR_CLI) acl all $(ADMIN_ARGS)
+
+# Deletes the node's data dir (persistent sessions, queued and retained messages) after a
+# confirmation prompt; `make reset yes=1` skips it. Refused while the node runs.
+reset:
+	cargo run --release -- reset $(FUBAR_ARGS) $(if $(yes),--yes)
 
 # Unit tests only (codec fixtures, topic matching, config).
 check:

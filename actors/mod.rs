@@ -6,6 +6,11 @@
 //! - [`Registry`]: one per node; names, subscriptions, retained messages, route snapshot.
 //! - [`Supervisor`]: starts the node's actors and hands out their dependencies.
 //!
+//! Durable state goes to the [`Store`](crate::store::Store) thread: Topics queue QoS 1/2
+//! messages for persistent subscribers there (the publisher's acknowledgement waits for that
+//! write), sessions record what their clients acknowledged, the Registry writes session
+//! records, retained messages and deletions, and restores it all at start-up.
+//!
 //! Supporting types: [`ClientId`] and [`TopicName`], the [`Envelope`] that carries a
 //! message between actors, the [`ClientLink`] through which a session writes to its
 //! connection, the [`Routes`] snapshot and the session's [`Outbox`](outbox::Outbox).
@@ -38,6 +43,7 @@ pub use supervisor::Supervisor;
 pub use topic::Topic;
 
 use crate::metrics::Metrics;
+use crate::store::Store;
 use crate::Config;
 use actix::Addr;
 use actix_rt::ArbiterHandle;
@@ -60,6 +66,8 @@ pub struct Node {
     pub workers: Arc<[ArbiterHandle]>,
     /// The node logger.
     pub log: Logger,
+    /// The durable store (writes go to its thread; actors never block on it).
+    pub store: Store,
 }
 
 /// Helpers for the actor tests: a node without workers (everything runs on the test's
@@ -73,13 +81,21 @@ pub(crate) mod testing {
     use crate::codec::{Packet, Protocol};
     use std::time::Duration;
 
-    /// A node with the default config and no worker arbiters.
+    /// A node with the default config, a temporary store and no worker arbiters.
     pub fn node() -> Node {
+        node_with(Config::default())
+    }
+
+    /// A node with `config`, a temporary store and no worker arbiters.
+    pub fn node_with(config: Config) -> Node {
+        let store = Store::temporary(config.store.options()).expect("store");
         let supervisor = Supervisor::new(
-            Arc::new(Config::default()),
+            Arc::new(config),
             Arc::new(Metrics::default()),
             Arc::from(Vec::new()),
             crate::logging::discard(),
+            store,
+            crate::store::Loaded::default(),
         );
         supervisor.node().clone()
     }

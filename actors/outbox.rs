@@ -41,6 +41,8 @@ pub struct Outgoing {
     pub retain: bool,
     /// MQTT 5 subscription identifiers of the matching subscriptions.
     pub subscription_ids: Vec<u32>,
+    /// Sequence number of its copy in the store's queue of this session, if stored.
+    pub seq: Option<u64>,
 }
 
 /// What [`Outbox::push`] did.
@@ -116,6 +118,11 @@ impl Outbox {
     /// inflight and already written do not count).
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && !self.inflight.iter().any(|e| e.unsent)
+    }
+
+    /// True when the waiting queue has reached its message or byte limit.
+    pub fn is_full(&self) -> bool {
+        self.queue.len() >= self.limits.max_messages || self.queued_bytes >= self.limits.max_bytes
     }
 
     /// Messages inflight.
@@ -202,33 +209,69 @@ impl Outbox {
         Some(packet)
     }
 
-    /// PUBACK received; `false` if no QoS 1 message had that id.
-    pub fn acked(&mut self, packet_id: u16) -> bool {
+    /// PUBACK received: the acknowledged message, `None` if no QoS 1 message had that id.
+    pub fn acked(&mut self, packet_id: u16) -> Option<Outgoing> {
         self.remove_in_stage(packet_id, Stage::Ack)
     }
 
-    /// PUBREC received: the message is delivered, PUBREL becomes due. `false` if no QoS 2
+    /// PUBREC received: the message is delivered, PUBREL becomes due. `None` if no QoS 2
     /// message had that id. A repeated PUBREC makes the PUBREL due again.
-    pub fn received(&mut self, packet_id: u16) -> bool {
+    pub fn received(&mut self, packet_id: u16) -> Option<&Outgoing> {
         match self.find(packet_id) {
             Some(e) if matches!(e.stage, Stage::Rec | Stage::Comp) => {
                 e.stage = Stage::Comp;
                 e.unsent = true;
-                true
+                Some(&e.message)
             }
-            _ => false,
+            _ => None,
         }
     }
 
-    /// PUBCOMP received; `false` if no PUBREL was outstanding for that id.
-    pub fn completed(&mut self, packet_id: u16) -> bool {
+    /// PUBCOMP received: the completed message, `None` if no PUBREL was outstanding for
+    /// that id.
+    pub fn completed(&mut self, packet_id: u16) -> Option<Outgoing> {
         self.remove_in_stage(packet_id, Stage::Comp)
     }
 
     /// Forgets an inflight QoS 2 message the client refused (MQTT 5 PUBREC with an error
     /// reason code).
-    pub fn refused(&mut self, packet_id: u16) -> bool {
+    pub fn refused(&mut self, packet_id: u16) -> Option<Outgoing> {
         self.remove_in_stage(packet_id, Stage::Rec)
+    }
+
+    /// Puts back a message restored from the store, ignoring the limits (it was accepted
+    /// before the restart).
+    pub fn restore(&mut self, message: Outgoing) {
+        self.queued_bytes += message.envelope.size();
+        self.queue.push_back(message);
+    }
+
+    /// Puts back a QoS 1/2 message that was inflight with `packet_id` before the restart,
+    /// to be resent first (with DUP, or as PUBREL if `released`: its PUBREC had come).
+    pub fn restore_inflight(&mut self, message: Outgoing, packet_id: u16, released: bool) {
+        let stage = match (message.qos, released) {
+            (QoS::ExactlyOnce, true) => Stage::Comp,
+            (QoS::ExactlyOnce, false) => Stage::Rec,
+            _ => Stage::Ack,
+        };
+        self.inflight.push_back(Inflight {
+            packet_id,
+            message,
+            stage,
+            unsent: true,
+            published: true,
+            sent_at: Instant::now(),
+        });
+    }
+
+    /// The last packet id handed out.
+    pub fn last_packet_id(&self) -> u16 {
+        self.last_id
+    }
+
+    /// Continues packet ids after `id` (restored session).
+    pub fn set_last_packet_id(&mut self, id: u16) {
+        self.last_id = id;
     }
 
     /// Marks every inflight message for resending (the client reconnected).
@@ -255,16 +298,13 @@ impl Outbox {
         self.inflight.iter_mut().find(|e| e.packet_id == packet_id)
     }
 
-    fn remove_in_stage(&mut self, packet_id: u16, stage: Stage) -> bool {
+    fn remove_in_stage(&mut self, packet_id: u16, stage: Stage) -> Option<Outgoing> {
         // Acknowledgements usually arrive in order, so the search stops at the front.
-        match self
+        let i = self
             .inflight
             .iter()
-            .position(|e| e.packet_id == packet_id && e.stage == stage)
-        {
-            Some(i) => self.inflight.remove(i).is_some(),
-            None => false,
-        }
+            .position(|e| e.packet_id == packet_id && e.stage == stage)?;
+        self.inflight.remove(i).map(|e| e.message)
     }
 
     fn evict_oldest_qos0(&mut self) -> bool {
@@ -325,6 +365,7 @@ mod tests {
             qos,
             retain: false,
             subscription_ids: Vec::new(),
+            seq: None,
         }
     }
 
@@ -409,8 +450,8 @@ mod tests {
         assert_eq!(first.packet_id, Some(1));
         assert!(!o.has_sendable());
         assert_eq!(o.next_packet(now), None);
-        assert!(o.acked(1));
-        assert!(!o.acked(1), "a second PUBACK is unknown");
+        assert!(o.acked(1).is_some());
+        assert!(o.acked(1).is_none(), "a second PUBACK is unknown");
         assert_eq!(as_publish(o.next_packet(now)).packet_id, Some(2));
     }
 
@@ -426,7 +467,7 @@ mod tests {
             .map(|_| as_publish(o.next_packet(now)).packet_id)
             .collect();
         assert_eq!(ids, vec![Some(u16::MAX), Some(1), Some(2)]);
-        assert!(o.acked(1));
+        assert!(o.acked(1).is_some());
         o.last_id = u16::MAX - 1;
         o.push(msg(QoS::AtLeastOnce, b"y"));
         // 65535 and 2 are still inflight: the next free id after 65534 is 1.
@@ -440,18 +481,24 @@ mod tests {
         o.push(msg(QoS::ExactlyOnce, b"x"));
         let p = as_publish(o.next_packet(now));
         let id = p.packet_id.unwrap();
-        assert!(!o.completed(id), "PUBCOMP before PUBREC is unknown");
-        assert!(o.received(id));
+        assert!(
+            o.completed(id).is_none(),
+            "PUBCOMP before PUBREC is unknown"
+        );
+        assert!(o.received(id).is_some());
         assert_eq!(
             o.next_packet(now).map(Outbound::into_packet),
             Some(Packet::PubRel(PubResp::new(id)))
         );
-        assert!(o.received(id), "a repeated PUBREC is answered again");
+        assert!(
+            o.received(id).is_some(),
+            "a repeated PUBREC is answered again"
+        );
         assert_eq!(
             o.next_packet(now).map(Outbound::into_packet),
             Some(Packet::PubRel(PubResp::new(id)))
         );
-        assert!(o.completed(id));
+        assert!(o.completed(id).is_some());
         assert!(o.is_empty());
     }
 
@@ -464,7 +511,7 @@ mod tests {
         o.push(msg(QoS::AtLeastOnce, b"3"));
         let a = as_publish(o.next_packet(now));
         let b = as_publish(o.next_packet(now));
-        assert!(o.received(b.packet_id.unwrap()));
+        assert!(o.received(b.packet_id.unwrap()).is_some());
         o.resend_all();
         let again = as_publish(o.next_packet(now));
         assert_eq!((again.packet_id, again.dup), (a.packet_id, true));

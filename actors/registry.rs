@@ -14,6 +14,12 @@
 //! CONNECT with a client id equal to a subscribed topic name is refused, and so is a
 //! subscription to a filter equal to an existing client id.
 //!
+//! Durable state: at start-up it restores the persistent sessions (offline, with their
+//! subscriptions and queues, expiring on their own) and the retained messages the
+//! [`Store`](crate::store::Store) loaded. It writes retained messages to the store (the
+//! publisher's acknowledgement waits for that write) and deletes a persistent session's
+//! record and queue when the session ends, expires or is replaced by a clean start.
+//!
 //! It never waits on another actor inside a handler (it only `do_send`s control messages to
 //! Topics and Sessions), so requests to it always complete. Those `do_send`s cannot be
 //! flooded by a client: each follows one request, and a session has at most one request
@@ -22,18 +28,20 @@
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::routes::Subscription;
-use super::session::{Discard, Session};
+use super::session::{self, Discard, Session};
 use super::topic::{SetSubscriber, Stop, Subscriber, Topic};
 use super::Node;
 use crate::codec::QoS;
 use crate::metrics::Metrics;
+use crate::store::{Batch, Commit, Loaded, RetainedRecord};
 use crate::topic::{self as topics, NameTrie};
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
-use slog::{debug, warn};
+use slog::{debug, info, warn};
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// What the registry knows about one client id.
@@ -42,6 +50,10 @@ struct Client {
     session: Addr<Session>,
     /// The session outlives its connection (persistent session).
     persistent: bool,
+    /// The session may have state in the store (it was persistent at some point).
+    stored: bool,
+    /// The session's "queue full" flag (backpressure policy), shared with Topics.
+    full: Arc<AtomicBool>,
     /// Its subscriptions, by filter.
     filters: HashMap<String, Subscription>,
     /// The authenticated user that opened it (`None`: anonymous); only the same owner
@@ -65,15 +77,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry serving `node` (whose `registry` field is this actor's address).
-    pub fn new(node: Node) -> Self {
-        Registry {
+    /// A registry serving `node` (whose `registry` field is this actor's address), with
+    /// the sessions and retained messages of `loaded` restored before it serves anyone.
+    pub fn new(node: Node, loaded: Loaded) -> Self {
+        let mut registry = Registry {
             node,
             clients: HashMap::new(),
             topics: NameTrie::new(),
             exact_filters: HashMap::new(),
             retained: NameTrie::new(),
-        }
+        };
+        registry.restore(loaded);
+        registry
     }
 }
 
@@ -144,9 +159,19 @@ impl Handler<OpenSession> for Registry {
         }
         if let Some(client) = self.clients.get_mut(&msg.client_id) {
             if client.persistent && !msg.clean_start {
-                client.persistent = msg.persistent;
+                let session = client.session.clone();
+                if !msg.persistent {
+                    // No longer kept after this connection: forget what the store has and
+                    // stop storing new messages for it.
+                    client.persistent = false;
+                    client.stored = false;
+                    let mut batch = Batch::new();
+                    batch.del_session(msg.client_id.as_str());
+                    self.node.store.submit(batch);
+                    self.refresh_topics(&msg.client_id);
+                }
                 return Ok(SessionOpened {
-                    session: client.session.clone(),
+                    session,
                     present: true,
                 });
             }
@@ -157,7 +182,11 @@ impl Handler<OpenSession> for Registry {
         }
         let node = self.node.clone();
         let id = msg.client_id.clone();
-        let session = Session::start_in_arbiter(&msg.arbiter, move |_| Session::new(id, node));
+        let full = Arc::new(AtomicBool::new(false));
+        let flag = full.clone();
+        let session = Session::start_in_arbiter(&msg.arbiter, move |_| {
+            Session::new(id, node).with_full_flag(flag)
+        });
         self.node
             .routes
             .insert_session(msg.client_id.clone(), session.clone());
@@ -166,6 +195,8 @@ impl Handler<OpenSession> for Registry {
             Client {
                 session: session.clone(),
                 persistent: msg.persistent,
+                stored: msg.persistent,
+                full,
                 filters: HashMap::new(),
                 owner: msg.owner,
             },
@@ -277,6 +308,8 @@ impl Handler<Unsubscribe> for Registry {
 pub struct Retain {
     /// A message published with RETAIN=1.
     pub envelope: Envelope,
+    /// Completed once the change is durable.
+    pub commit: Option<Commit>,
 }
 
 impl Handler<Retain> for Registry {
@@ -284,13 +317,22 @@ impl Handler<Retain> for Registry {
 
     fn handle(&mut self, msg: Retain, _ctx: &mut Self::Context) {
         let name = msg.envelope.topic.clone();
+        let mut batch = Batch::new();
         if msg.envelope.clears_retained() {
+            batch.del_retained(name.as_str());
             if self.retained.remove(name.as_str()).is_some() {
                 Metrics::sub(&self.node.metrics.retained, 1);
             }
-        } else if self.retained.insert(name.as_str(), msg.envelope).is_none() {
-            Metrics::incr(&self.node.metrics.retained);
+        } else {
+            let record = RetainedRecord {
+                message: session::message_record(&msg.envelope),
+            };
+            batch.put_retained(name.as_str(), &record);
+            if self.retained.insert(name.as_str(), msg.envelope).is_none() {
+                Metrics::incr(&self.node.metrics.retained);
+            }
         }
+        self.node.store.submit_durable(batch, msg.commit, None);
     }
 }
 
@@ -319,7 +361,7 @@ impl Handler<EnsureTopic> for Registry {
                 match subscribers.entry(client_id.clone()) {
                     Entry::Occupied(mut e) => merge(e.get_mut(), subscription),
                     Entry::Vacant(e) => {
-                        e.insert(subscriber(&client.session, subscription));
+                        e.insert(subscriber(client, subscription));
                     }
                 }
             },
@@ -333,6 +375,91 @@ impl Handler<EnsureTopic> for Registry {
 }
 
 impl Registry {
+    /// Brings back the persistent sessions and retained messages of the last run.
+    fn restore(&mut self, loaded: Loaded) {
+        let (count, retained, expired) =
+            (loaded.sessions.len(), loaded.retained.len(), loaded.expired);
+        let workers = self.node.workers.clone();
+        for (n, stored) in loaded.sessions.into_iter().enumerate() {
+            let client_id = ClientId::from(stored.client_id.clone());
+            if self.clients.contains_key(&client_id) {
+                continue;
+            }
+            let owner = stored.record.owner.as_deref().map(Arc::from);
+            let filters: HashMap<String, Subscription> = stored
+                .record
+                .subscriptions
+                .iter()
+                .map(session::subscription_from_record)
+                .collect();
+            let node = self.node.clone();
+            let id = client_id.clone();
+            let full = Arc::new(AtomicBool::new(false));
+            let flag = full.clone();
+            let make = move || Session::restored(id, node, stored).with_full_flag(flag);
+            let session = if workers.is_empty() {
+                make().start()
+            } else {
+                Session::start_in_arbiter(&workers[n % workers.len()], move |_| make())
+            };
+            self.node
+                .routes
+                .insert_session(client_id.clone(), session.clone());
+            {
+                let mut trie = self.node.routes.filters_mut();
+                for (filter, subscription) in &filters {
+                    trie.insert(filter, client_id.clone(), *subscription);
+                    Metrics::incr(&self.node.metrics.subscriptions);
+                    if !topics::is_wildcard(filter) {
+                        *self.exact_filters.entry(filter.clone()).or_insert(0) += 1;
+                    }
+                }
+            }
+            self.clients.insert(
+                client_id,
+                Client {
+                    session,
+                    owner,
+                    persistent: true,
+                    stored: true,
+                    full,
+                    filters,
+                },
+            );
+            Metrics::incr(&self.node.metrics.sessions);
+        }
+        for record in loaded.retained {
+            let envelope = session::envelope_from_record(&record.message);
+            let name = envelope.topic.clone();
+            if self.retained.insert(name.as_str(), envelope).is_none() {
+                Metrics::incr(&self.node.metrics.retained);
+            }
+        }
+        info!(self.node.log, "state restored";
+            "sessions" => count, "retained" => retained, "expired_sessions" => expired);
+    }
+
+    /// Sends every running Topic that one of the client's filters matches the client's
+    /// current merged entry (after its persistence changed).
+    fn refresh_topics(&mut self, client_id: &ClientId) {
+        let Some(client) = self.clients.get(client_id) else {
+            return;
+        };
+        let mut affected: HashMap<TopicName, Addr<Topic>> = HashMap::new();
+        for filter in client.filters.keys() {
+            self.topics.for_each_match(filter, |name, topic| {
+                affected.insert(TopicName::from(name), topic.clone());
+            });
+        }
+        for (name, topic) in affected {
+            let merged = self.merged(client_id, name.as_str());
+            topic.do_send(SetSubscriber {
+                client_id: client_id.clone(),
+                subscriber: merged,
+            });
+        }
+    }
+
     /// Adds one subscription; collects the retained messages it should receive.
     fn subscribe(
         &mut self,
@@ -347,7 +474,6 @@ impl Registry {
         let Some(client) = self.clients.get_mut(client_id) else {
             return Err(SubscribeRefused::NoSession);
         };
-        let session = client.session.clone();
         let existed = client
             .filters
             .insert(filter.clone(), subscription)
@@ -368,7 +494,7 @@ impl Registry {
             affected.push((TopicName::from(name), topic.clone()))
         });
         for (name, topic) in affected {
-            let merged = self.merged(client_id, name.as_str(), &session);
+            let merged = self.merged(client_id, name.as_str());
             topic.do_send(SetSubscriber {
                 client_id: client_id.clone(),
                 subscriber: merged,
@@ -391,6 +517,11 @@ impl Registry {
     /// Unregisters a client and everything it subscribed; returns its session.
     fn remove_client(&mut self, client_id: &ClientId) -> Option<Addr<Session>> {
         let client = self.clients.remove(client_id)?;
+        if client.stored {
+            let mut batch = Batch::new();
+            batch.del_session(client_id.as_str());
+            self.node.store.submit(batch);
+        }
         self.node.routes.remove_session(client_id.as_str());
         Metrics::sub(&self.node.metrics.sessions, 1);
         let filters: Vec<String> = client.filters.into_keys().collect();
@@ -426,11 +557,9 @@ impl Registry {
                 });
             }
         }
-        let session = self.clients.get(client_id).map(|c| c.session.clone());
         for (name, topic) in affected {
-            let merged = session
-                .as_ref()
-                .and_then(|s| self.merged(client_id, name.as_str(), s));
+            // None when the client is gone too.
+            let merged = self.merged(client_id, name.as_str());
             topic.do_send(SetSubscriber {
                 client_id: client_id.clone(),
                 subscriber: merged,
@@ -442,12 +571,7 @@ impl Registry {
     }
 
     /// The merged subscriber entry of `client_id` for topic `name`, from its own filters.
-    fn merged(
-        &self,
-        client_id: &ClientId,
-        name: &str,
-        session: &Addr<Session>,
-    ) -> Option<Subscriber> {
+    fn merged(&self, client_id: &ClientId, name: &str) -> Option<Subscriber> {
         let client = self.clients.get(client_id)?;
         let mut out: Option<Subscriber> = None;
         for (filter, subscription) in &client.filters {
@@ -456,7 +580,7 @@ impl Registry {
             }
             match &mut out {
                 Some(s) => merge(s, subscription),
-                None => out = Some(subscriber(session, subscription)),
+                None => out = Some(subscriber(client, subscription)),
             }
         }
         out
@@ -469,16 +593,17 @@ impl Registry {
     ) -> Addr<Topic> {
         let workers = &self.node.workers;
         let log = self.node.log.clone();
+        let store = self.node.store.clone();
         let (routes, metrics) = (self.node.routes.clone(), self.node.metrics.clone());
         let topic_name = name.clone();
         let topic = if workers.is_empty() {
-            Topic::new(topic_name, subscribers, routes, metrics, &log).start()
+            Topic::new(topic_name, subscribers, routes, metrics, &log, store).start()
         } else {
             let mut h = DefaultHasher::new();
             name.hash(&mut h);
             let arbiter = &workers[(h.finish() % workers.len() as u64) as usize];
             Topic::start_in_arbiter(arbiter, move |_| {
-                Topic::new(topic_name, subscribers, routes, metrics, &log)
+                Topic::new(topic_name, subscribers, routes, metrics, &log, store)
             })
         };
         self.topics.insert(name.as_str(), topic.clone());
@@ -496,10 +621,12 @@ impl Registry {
     }
 }
 
-/// The subscriber entry for one matching subscription.
-fn subscriber(session: &Addr<Session>, subscription: &Subscription) -> Subscriber {
+/// The subscriber entry of `client` for one matching subscription.
+fn subscriber(client: &Client, subscription: &Subscription) -> Subscriber {
     Subscriber {
-        session: session.clone(),
+        session: client.session.clone(),
+        persistent: client.persistent,
+        full: client.full.clone(),
         qos: subscription.options.qos,
         no_local: subscription.options.no_local,
         retain_as_published: subscription.options.retain_as_published,
@@ -623,11 +750,13 @@ mod tests {
         let reg = &node.registry;
         reg.send(Retain {
             envelope: retained("r/1", QoS::ExactlyOnce, b"one"),
+            commit: None,
         })
         .await
         .unwrap();
         reg.send(Retain {
             envelope: retained("r/2", QoS::AtMostOnce, b"two"),
+            commit: None,
         })
         .await
         .unwrap();
@@ -647,6 +776,7 @@ mod tests {
         );
         reg.send(Retain {
             envelope: retained("r/1", QoS::AtMostOnce, b""),
+            commit: None,
         })
         .await
         .unwrap();

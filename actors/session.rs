@@ -25,6 +25,17 @@
 //! Topics put QoS 0 messages for this client straight on its link through its [`Lane`]
 //! while the session has nothing waiting for the link ([`LaneDeliver`] otherwise).
 //!
+//! Durability: a persistent session (clean session = false, or MQTT 5 Session Expiry
+//! Interval > 0) keeps its record (subscriptions, expiry, protocol) in the store, and every
+//! QoS 1/2 message for it is in the store's queue before its publisher is acknowledged (the
+//! Topic writes it, or this session for a direct message). A PUBLISH from the client is
+//! answered (PUBACK/PUBREC) only once every store write it caused is durable; answers go out
+//! in the order the PUBLISHes came, and the connection reads on meanwhile, up to
+//! [`MAX_PENDING_ACKS`] unanswered PUBLISHes. When the client acknowledges a stored message
+//! (PUBACK, or PUBCOMP) the session deletes it from the store; sending one and receiving its
+//! PUBREC update its inflight state there. After a restart the Registry brings the session
+//! back with [`Session::restored`]: offline, with its subscriptions, queue and expiry.
+//!
 //! Writing: packets go to the link's bounded channel. When it is full the session keeps
 //! messages in its Outbox and waits for room with a single reservation; acknowledgements
 //! wait in a short control queue that, when over [`CONTROL_BACKLOG`], holds back the
@@ -42,15 +53,21 @@ use crate::auth::Permissions;
 use crate::codec::{
     self, reason, LastWill, Packet, Protocol, QoS, SubAck, SubscriptionOptions, UnsubAck,
 };
+use crate::config::QueueFull;
 use crate::metrics::Metrics;
+use crate::store::{
+    self, Batch, Commit, Committed, InflightRecord, InflightStage, MessageRecord, QueuedRecord,
+    SessionRecord, StoredSession, SubscriptionRecord,
+};
 use crate::topic::{validate_topic_filter, validate_topic_name};
 use actix::dev::MessageResponse;
 use actix::fut::wrap_future;
 use actix::prelude::*;
-use slog::{debug, info, o, warn, Logger};
+use slog::{debug, error, info, o, warn, Logger};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
@@ -62,8 +79,24 @@ pub const MAILBOX: usize = 64;
 /// taking the client's packets.
 pub const CONTROL_BACKLOG: usize = 32;
 
+/// PUBLISHes from the client waiting for their store writes before the connection waits
+/// for the oldest of them.
+pub const MAX_PENDING_ACKS: usize = 256;
+
 /// A routing step that has to wait (for a Topic to start, or for room in a mailbox).
 type Pending = Pin<Box<dyn Future<Output = ()>>>;
+
+/// An acknowledgement waiting for the store writes of its PUBLISH.
+struct PendingAck {
+    /// Serial number, to find it when its writes complete.
+    serial: u64,
+    /// The connection the PUBLISH came from.
+    epoch: Option<Epoch>,
+    /// PUBACK or PUBREC; `None` once a write failed.
+    ack: Option<Outbound>,
+    /// Its writes completed.
+    ready: bool,
+}
 
 /// The state of one client id; see the module documentation.
 pub struct Session {
@@ -82,7 +115,7 @@ pub struct Session {
     /// Acknowledgements and SUBACK/UNSUBACK waiting for room on the link.
     control: VecDeque<Outbound>,
     /// Filters subscribed, with their options.
-    subscriptions: HashMap<String, SubscriptionOptions>,
+    subscriptions: HashMap<String, Subscription>,
     /// Inbound QoS 2 packet ids routed and PUBREC'd, awaiting PUBREL.
     inbound_qos2: HashSet<u16>,
     /// The will of the current connection.
@@ -105,6 +138,8 @@ pub struct Session {
     ending: bool,
     /// What the attached connection's user may publish, subscribe and message.
     permissions: Permissions,
+    /// The user that owns this client id (`None`: anonymous).
+    owner: Option<Arc<str>>,
     /// Where Topics put QoS 0 messages straight on the link while this session is idle.
     lane: Arc<Lane>,
     /// A connection whose piped packet broke the protocol: its later packets are ignored.
@@ -112,6 +147,15 @@ pub struct Session {
     /// Done when the last publish whose routing had to wait is routed; later publishes of
     /// the client are routed after it, so they keep their order.
     route_tail: Option<oneshot::Receiver<()>>,
+    /// Acknowledgements waiting for store writes, in PUBLISH order.
+    acks: VecDeque<PendingAck>,
+    /// Serial number of the next pending acknowledgement.
+    ack_serial: u64,
+    /// Expiry left for a session restored offline, started with the actor.
+    restored_expiry: Option<Duration>,
+    /// Set while the queue is over its limit under `session.queue_full = "backpressure"`
+    /// (read by Topics, written only here).
+    full: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -143,11 +187,67 @@ impl Session {
             overflow_streak: 0,
             ending: false,
             permissions: Permissions::default(),
+            owner: None,
             lane: Arc::default(),
             refused: None,
             route_tail: None,
+            acks: VecDeque::new(),
+            ack_serial: 0,
+            restored_expiry: None,
+            full: Arc::new(AtomicBool::new(false)),
             node,
         }
+    }
+
+    /// Uses `flag` (shared with the Registry, which hands it to Topics) to report a full
+    /// queue under `session.queue_full = "backpressure"`.
+    pub fn with_full_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.full = flag;
+        self
+    }
+
+    /// A session brought back from the store after a restart: offline, with its
+    /// subscriptions, queue (messages that were inflight first, resent with DUP) and the
+    /// expiry it had left.
+    pub fn restored(client_id: ClientId, node: Node, stored: StoredSession) -> Self {
+        let mut session = Session::new(client_id, node);
+        let record = stored.record;
+        session.protocol = match record.protocol {
+            3 => Protocol::V31,
+            5 => Protocol::V5,
+            _ => Protocol::V311,
+        };
+        session.expiry = Duration::from_secs(record.expiry_secs);
+        session.owner = record.owner.as_deref().map(Arc::from);
+        session.subscriptions = record
+            .subscriptions
+            .iter()
+            .map(subscription_from_record)
+            .collect();
+        session.inbound_qos2 = stored.inbound.into_iter().collect();
+        session.outbox.set_last_packet_id(record.last_packet_id);
+        for (seq, queued, inflight) in stored.queue {
+            let message = Outgoing {
+                envelope: envelope_from_record(&queued.message),
+                qos: QoS::from_u8(queued.qos).unwrap_or(QoS::AtLeastOnce),
+                retain: queued.retain,
+                subscription_ids: queued.subscription_ids,
+                seq: Some(seq),
+            };
+            match inflight {
+                Some(f) if message.qos > QoS::AtMostOnce => session.outbox.restore_inflight(
+                    message,
+                    f.packet_id,
+                    f.stage == InflightStage::Comp,
+                ),
+                _ => session.outbox.restore(message),
+            }
+        }
+        let away = record
+            .disconnected_at_ms
+            .map_or(0, |at| store::now_ms().saturating_sub(at));
+        session.restored_expiry = Some(session.expiry.saturating_sub(Duration::from_millis(away)));
+        session
     }
 }
 
@@ -158,6 +258,15 @@ impl Actor for Session {
         ctx.set_mailbox_capacity(MAILBOX);
         let (id, lane) = (self.client_id.clone(), self.lane.clone());
         self.node.routes.insert_lane(id, ctx.address(), lane);
+        if let Some(left) = self.restored_expiry.take() {
+            self.count_queue();
+            if self.link.is_none() {
+                self.expiry_timer = Some(ctx.run_later(left, |act, ctx| {
+                    info!(act.log, "session expired");
+                    act.end(ctx);
+                }));
+            }
+        }
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -196,6 +305,9 @@ pub struct AttachOptions {
     pub max_packet_size: Option<u32>,
     /// What the connection's user may do (topic permissions).
     pub permissions: Permissions,
+    /// The authenticated user (`None`: anonymous), stored with a persistent session so
+    /// that after a restart only the same user can resume it.
+    pub owner: Option<Arc<str>>,
 }
 
 /// The session is stopping; ask the Registry for a new one.
@@ -227,6 +339,7 @@ impl Handler<Attach> for Session {
         self.expiry = options.expiry;
         self.client_max_packet = options.max_packet_size;
         self.permissions = options.permissions;
+        self.owner = options.owner;
         let window = options
             .receive_maximum
             .map_or(self.node.config.session.max_inflight, |r| {
@@ -236,6 +349,9 @@ impl Handler<Attach> for Session {
         self.control.clear();
         self.outbox.resend_all();
         self.link = Some(msg.link);
+        if self.persistent() {
+            self.save(None);
+        }
         if self.protocol != Protocol::V5 {
             let interval = Duration::from_secs(self.node.config.session.retry_interval);
             self.retry_timer = Some(ctx.run_interval(interval, move |act, ctx| {
@@ -289,15 +405,27 @@ impl Handler<Inbound> for Session {
             Packet::Publish(publish) => return self.on_publish(publish, ctx),
             Packet::Subscribe(subscribe) => return self.on_subscribe(subscribe),
             Packet::Unsubscribe(unsubscribe) => return self.on_unsubscribe(unsubscribe),
-            Packet::PubAck(ack) => {
-                if !self.outbox.acked(ack.packet_id) {
-                    debug!(self.log, "PUBACK for unknown packet id"; "packet_id" => ack.packet_id);
+            Packet::PubAck(ack) => match self.outbox.acked(ack.packet_id) {
+                Some(message) => self.forget_stored(message.seq),
+                None => {
+                    debug!(self.log, "PUBACK for unknown packet id"; "packet_id" => ack.packet_id)
                 }
-            }
+            },
             Packet::PubRec(rec) => {
                 if v5 && rec.reason >= 0x80 {
-                    self.outbox.refused(rec.packet_id);
-                } else if !self.outbox.received(rec.packet_id) {
+                    let refused = self.outbox.refused(rec.packet_id);
+                    self.forget_stored(refused.and_then(|m| m.seq));
+                } else if let Some(seq) = self.outbox.received(rec.packet_id).map(|m| m.seq) {
+                    if let Some(seq) = seq {
+                        let mut batch = Batch::new();
+                        let state = InflightRecord {
+                            packet_id: rec.packet_id,
+                            stage: InflightStage::Comp,
+                        };
+                        batch.put_inflight(self.client_id.as_str(), seq, &state);
+                        self.node.store.submit(batch);
+                    }
+                } else {
                     debug!(self.log, "PUBREC for unknown packet id"; "packet_id" => rec.packet_id);
                     if v5 {
                         self.reply(Outbound::ack(
@@ -311,18 +439,25 @@ impl Handler<Inbound> for Session {
             Packet::PubRel(rel) => {
                 // [MQTT-4.3.3-12] PUBCOMP also for an id already completed, so the client
                 // cannot hang; MQTT 5 says the id was not found.
-                let code = if self.inbound_qos2.remove(&rel.packet_id) || !v5 {
+                let known = self.inbound_qos2.remove(&rel.packet_id);
+                if known && self.persistent() {
+                    let mut batch = Batch::new();
+                    batch.del_inbound(self.client_id.as_str(), rel.packet_id);
+                    self.node.store.submit(batch);
+                }
+                let code = if known || !v5 {
                     reason::SUCCESS
                 } else {
                     reason::PACKET_IDENTIFIER_NOT_FOUND
                 };
                 self.reply(Outbound::ack(AckKind::PubComp, rel.packet_id, code));
             }
-            Packet::PubComp(comp) => {
-                if !self.outbox.completed(comp.packet_id) {
-                    debug!(self.log, "PUBCOMP for unknown packet id"; "packet_id" => comp.packet_id);
+            Packet::PubComp(comp) => match self.outbox.completed(comp.packet_id) {
+                Some(message) => self.forget_stored(message.seq),
+                None => {
+                    debug!(self.log, "PUBCOMP for unknown packet id"; "packet_id" => comp.packet_id)
                 }
-            }
+            },
             _ => {
                 return ActorResponse::reply(Err(InboundError::Violation {
                     reason: reason::PROTOCOL_ERROR,
@@ -409,7 +544,7 @@ impl Handler<Detached> for Session {
                 info!(self.log, "publishing will"; "topic" => %will.topic);
                 let envelope = Envelope::from_will(self.client_id.clone(), will);
                 // Detached from this actor so that a session ending now still publishes it.
-                if let Some(pending) = route(&self.node, envelope) {
+                if let Some(pending) = route(&self.node, envelope, false, None).pending {
                     actix_rt::spawn(pending);
                 }
             }
@@ -419,6 +554,7 @@ impl Handler<Detached> for Session {
         if self.expiry.is_zero() {
             self.end(ctx);
         } else {
+            self.save(None);
             self.expiry_timer = Some(ctx.run_later(self.expiry, |act, ctx| {
                 info!(act.log, "session expired");
                 act.end(ctx);
@@ -439,6 +575,29 @@ pub struct Deliver {
     pub retain: bool,
     /// MQTT 5 subscription identifiers of the matching subscriptions.
     pub subscription_ids: Vec<u32>,
+    /// Whether and how the message is in the store.
+    pub persist: Persist,
+}
+
+/// How a delivery is made durable.
+#[derive(Debug)]
+pub enum Persist {
+    /// The sender (a Topic) stored it in this session's queue under this sequence number.
+    Stored(u64),
+    /// Not stored: the session is not persistent, or the delivery is QoS 0.
+    Volatile,
+    /// A direct message: the receiving session stores it if it is persistent.
+    ByReceiver(Durable),
+}
+
+/// What a store write made for a publish reports back, and writes along with it.
+#[derive(Debug, Default)]
+pub struct Durable {
+    /// Completed once the write is durable; dropped if nothing had to be written.
+    pub commit: Option<Commit>,
+    /// The publisher's client id and QoS 2 packet id, stored with the message so that a
+    /// resend after a restart is recognised (only for a persistent publisher).
+    pub inbound: Option<(ClientId, u16)>,
 }
 
 impl Handler<Deliver> for Session {
@@ -448,11 +607,32 @@ impl Handler<Deliver> for Session {
         if self.ending {
             return;
         }
+        let seq = match msg.persist {
+            Persist::Stored(seq) => Some(seq),
+            Persist::Volatile => None,
+            Persist::ByReceiver(durable) => {
+                if self.persistent() && msg.qos > QoS::AtMostOnce {
+                    let seq = self.node.store.next_seq();
+                    let record =
+                        queued_record(&msg.envelope, msg.qos, msg.retain, &msg.subscription_ids);
+                    let mut batch = Batch::new();
+                    batch.put_queued(self.client_id.as_str(), seq, &record);
+                    if let Some((from, packet_id)) = &durable.inbound {
+                        batch.put_inbound(from.as_str(), *packet_id);
+                    }
+                    self.node.store.submit_durable(batch, durable.commit, None);
+                    Some(seq)
+                } else {
+                    None
+                }
+            }
+        };
         let outgoing = Outgoing {
             envelope: msg.envelope,
             qos: msg.qos,
             retain: msg.retain,
             subscription_ids: msg.subscription_ids,
+            seq,
         };
         self.enqueue(outgoing);
         self.pump(ctx);
@@ -528,14 +708,8 @@ impl Session {
                 if self.inbound_qos2.contains(&packet_id) {
                     // A resend of a message already routed: acknowledge (after the
                     // acknowledgements still waiting for their routing), do not route again.
-                    return match self.after_earlier_routes() {
-                        None => {
-                            self.reply(rec);
-                            self.pump(ctx);
-                            self.settle()
-                        }
-                        Some(earlier) => self.ack_when_routed(earlier, Some(rec)),
-                    };
+                    self.ack_in_order(rec, ctx);
+                    return self.settle();
                 }
                 if self.inbound_qos2.len()
                     >= usize::from(self.node.config.session.max_inbound_pending)
@@ -550,28 +724,82 @@ impl Session {
             }
         };
         let envelope = Envelope::from_publish(self.client_id.clone(), publish);
-        let pending = match self.after_earlier_routes() {
-            None => route(&self.node, envelope),
+        let inbound = (qos == QoS::ExactlyOnce && self.persistent())
+            .then(|| (self.client_id.clone(), packet_id));
+        let acknowledge = ack.is_some();
+        let (pending, commits) = match self.after_earlier_routes() {
+            None => {
+                let routed = route(&self.node, envelope, acknowledge, inbound);
+                (routed.pending, Commits::Now(routed.commits))
+            }
             // An earlier publish is still being routed: this one goes after it.
             Some(earlier) => {
                 let node = self.node.clone();
-                Some(Box::pin(async move {
+                let (commits, later) = oneshot::channel();
+                let pending: Pending = Box::pin(async move {
                     earlier.await;
-                    if let Some(pending) = route(&node, envelope) {
+                    let routed = route(&node, envelope, acknowledge, inbound);
+                    let _ = commits.send(routed.commits);
+                    if let Some(pending) = routed.pending {
                         pending.await;
                     }
-                }) as Pending)
+                });
+                (Some(pending), Commits::Later(later))
             }
         };
-        match pending {
-            None => {
-                if let Some(ack) = ack {
-                    self.reply(ack);
-                    self.pump(ctx);
+        // Later publishes of this client are routed after this one, so they keep their order.
+        let pending = pending.map(|pending| self.route_after(pending));
+        let Some(ack) = ack else {
+            return match pending {
+                None => self.settle(),
+                Some(pending) => {
+                    ActorResponse::r#async(wrap_future(pending).map(|(), _, _| Ok(())))
                 }
-                self.settle()
+            };
+        };
+        if commits.is_empty() && pending.is_none() && self.acks.is_empty() {
+            // Nothing to wait for (no subscriber, or none persistent and no retain).
+            self.reply(ack);
+            self.pump(ctx);
+            return self.settle();
+        }
+        let serial = self.ack_serial;
+        self.ack_serial += 1;
+        self.acks.push_back(PendingAck {
+            serial,
+            epoch: self.link.as_ref().map(ClientLink::epoch),
+            ack: Some(ack),
+            ready: false,
+        });
+        let durable = commits.wait();
+        let over = self.acks.len() > MAX_PENDING_ACKS;
+        match (pending, over) {
+            (pending, true) => {
+                // Too many answers outstanding: this PUBLISH waits for its own writes.
+                let all = async move {
+                    if let Some(pending) = pending {
+                        pending.await;
+                    }
+                    durable.await
+                };
+                ActorResponse::r#async(wrap_future(all).map(move |outcome, act: &mut Self, ctx| {
+                    act.ack_ready(serial, outcome, ctx);
+                    Ok(())
+                }))
             }
-            Some(pending) => self.ack_when_routed(pending, ack),
+            (pending, false) => {
+                ctx.spawn(
+                    wrap_future(durable).map(move |outcome, act: &mut Self, ctx| {
+                        act.ack_ready(serial, outcome, ctx)
+                    }),
+                );
+                match pending {
+                    None => self.settle(),
+                    Some(pending) => {
+                        ActorResponse::r#async(wrap_future(pending).map(|(), _, _| Ok(())))
+                    }
+                }
+            }
         }
     }
 
@@ -586,28 +814,32 @@ impl Session {
         }
     }
 
-    /// Acknowledges (if `ack`) once `pending` routing is done; later publishes wait for it.
-    fn ack_when_routed(
-        &mut self,
-        pending: Pending,
-        ack: Option<Outbound>,
-    ) -> ActorResponse<Self, Result<(), InboundError>> {
+    /// `pending` routing, after which the client's next publish may be routed.
+    fn route_after(&mut self, pending: Pending) -> Pending {
         let (done, tail) = oneshot::channel();
         self.route_tail = Some(tail);
-        let epoch = self.link.as_ref().map(ClientLink::epoch);
-        let pending = async move {
+        Box::pin(async move {
             pending.await;
             let _ = done.send(());
-        };
-        ActorResponse::r#async(wrap_future(pending).map(move |(), act: &mut Self, ctx| {
-            if let Some(ack) = ack {
-                if act.link.as_ref().map(ClientLink::epoch) == epoch {
-                    act.reply(ack);
-                    act.pump(ctx);
-                }
-            }
-            Ok(())
-        }))
+        })
+    }
+
+    /// Sends an acknowledgement that waits for nothing, after those still waiting for their
+    /// writes (acknowledgements go out in PUBLISH order).
+    fn ack_in_order(&mut self, ack: Outbound, ctx: &mut Context<Self>) {
+        if self.acks.is_empty() {
+            self.reply(ack);
+            self.pump(ctx);
+            return;
+        }
+        let serial = self.ack_serial;
+        self.ack_serial += 1;
+        self.acks.push_back(PendingAck {
+            serial,
+            epoch: self.link.as_ref().map(ClientLink::epoch),
+            ack: Some(ack),
+            ready: true,
+        });
     }
 
     fn on_subscribe(
@@ -661,24 +893,21 @@ impl Session {
         }
         let packet_id = subscribe.packet_id;
         let epoch = self.link.as_ref().map(ClientLink::epoch);
-        let recorded: Vec<(String, SubscriptionOptions)> = requests
-            .iter()
-            .map(|(f, s)| (f.clone(), s.options))
-            .collect();
+        let recorded: Vec<(String, Subscription)> = requests.clone();
         let request = self.node.registry.send(registry::Subscribe {
             client_id: self.client_id.clone(),
             filters: requests,
         });
         ActorResponse::r#async(
-            wrap_future(request).map(move |result, act: &mut Self, ctx| {
+            wrap_future(request).then(move |result, act: &mut Self, _ctx| {
                 let mut retained = Vec::new();
                 match result {
                     Ok(subscribed) => {
                         let outcomes = positions.into_iter().zip(recorded).zip(subscribed.granted);
-                        for ((i, (filter, options)), outcome) in outcomes {
+                        for ((i, (filter, subscription)), outcome) in outcomes {
                             codes[i] = match outcome {
                                 Ok(qos) => {
-                                    act.subscriptions.insert(filter, options);
+                                    act.subscriptions.insert(filter, subscription);
                                     qos as u8
                                 }
                                 Err(SubscribeRefused::ClientId) => failure(reason::NOT_AUTHORIZED),
@@ -695,25 +924,44 @@ impl Session {
                         }
                     }
                 }
-                if act.link.as_ref().map(ClientLink::epoch) == epoch {
-                    act.reply(Outbound::packet(Packet::SubAck(SubAck {
-                        packet_id,
-                        return_codes: codes,
-                        ..Default::default()
-                    })));
-                }
-                // Retained messages go out after the SUBACK, with RETAIN=1 ([MQTT-3.3.1-8]).
-                let ids: Vec<u32> = identifier.into_iter().collect();
-                for (envelope, qos) in retained {
-                    act.enqueue(Outgoing {
-                        envelope,
-                        qos,
-                        retain: true,
-                        subscription_ids: ids.clone(),
-                    });
-                }
-                act.pump(ctx);
-                Ok(())
+                // A persistent session's subscriptions are durable before the SUBACK.
+                let saved = act.persistent().then(|| {
+                    let (commit, committed) = store::commit();
+                    act.save(Some(commit));
+                    committed
+                });
+                wrap_future(async move {
+                    match saved {
+                        Some(committed) => committed.wait().await,
+                        None => Ok(()),
+                    }
+                })
+                .map(move |outcome, act: &mut Self, ctx| {
+                    if let Err(e) = outcome {
+                        act.store_failed(&e);
+                        return Ok(());
+                    }
+                    if act.link.as_ref().map(ClientLink::epoch) == epoch {
+                        act.reply(Outbound::packet(Packet::SubAck(SubAck {
+                            packet_id,
+                            return_codes: codes,
+                            ..Default::default()
+                        })));
+                    }
+                    // Retained messages go out after the SUBACK, with RETAIN=1 ([MQTT-3.3.1-8]).
+                    let ids: Vec<u32> = identifier.into_iter().collect();
+                    for (envelope, qos) in retained {
+                        act.enqueue(Outgoing {
+                            envelope,
+                            qos,
+                            retain: true,
+                            subscription_ids: ids.clone(),
+                            seq: None,
+                        });
+                    }
+                    act.pump(ctx);
+                    Ok(())
+                })
             }),
         )
     }
@@ -741,6 +989,9 @@ impl Session {
         });
         // UNSUBACK only after the Registry stopped routing to these filters.
         ActorResponse::r#async(wrap_future(request).map(move |_, act: &mut Self, ctx| {
+            if act.persistent() {
+                act.save(None);
+            }
             if act.link.as_ref().map(ClientLink::epoch) == epoch {
                 act.reply(Outbound::packet(Packet::UnsubAck(UnsubAck {
                     packet_id,
@@ -827,6 +1078,7 @@ impl Session {
             if codec::encoded_len(&packet, self.protocol) > max as usize {
                 // [MQTT-3.1.2-25] never send a packet larger than the client accepts.
                 Metrics::incr(&self.node.metrics.dropped);
+                self.forget_stored(message.seq);
                 debug!(
                     self.log,
                     "message larger than the client's Maximum Packet Size dropped"
@@ -835,13 +1087,30 @@ impl Session {
             }
         }
         let qos = message.qos;
+        let seq = message.seq;
+        let backpressure = self.node.config.session.queue_full == QueueFull::Backpressure;
+        if backpressure && qos > QoS::AtMostOnce && self.outbox.is_full() {
+            // Kept past the limit; Topics hold their publishers until the queue has room.
+            if !self.full.swap(true, Ordering::Relaxed) {
+                warn!(self.log, "session queue full, slowing publishers down";
+                    "queued" => self.outbox.len(), "policy" => "backpressure");
+            }
+            self.outbox.restore(message);
+            self.count_queue();
+            return;
+        }
         let outcome = self.outbox.push(message);
+        if !outcome.accepted {
+            // session.queue_full = "drop": refused for this session, counted and logged.
+            self.forget_stored(seq);
+        }
         let dropped = (outcome.evicted + usize::from(!outcome.accepted)) as u64;
         if dropped > 0 {
             Metrics::add(&self.node.metrics.dropped, dropped);
             if self.overflow_streak == 0 {
                 warn!(self.log, "session queue full, dropping messages";
-                    "qos" => qos as u8, "queued" => self.outbox.len());
+                    "qos" => qos as u8, "queued" => self.outbox.len(),
+                    "policy" => "drop");
             }
             self.overflow_streak += dropped;
         } else if self.overflow_streak > 0 {
@@ -898,8 +1167,24 @@ impl Session {
             return Some(packet);
         }
         let packet = self.outbox.next_packet(now)?;
-        if packet.is_publish() {
+        if let Outbound::Publish {
+            message,
+            dup,
+            packet_id,
+        } = &packet
+        {
             Metrics::incr(&self.node.metrics.publish_out);
+            if let (Some(seq), Some(packet_id), false) = (message.seq, *packet_id, *dup) {
+                let stage = if message.qos == QoS::ExactlyOnce {
+                    InflightStage::Rec
+                } else {
+                    InflightStage::Ack
+                };
+                let mut batch = Batch::new();
+                let state = InflightRecord { packet_id, stage };
+                batch.put_inflight(self.client_id.as_str(), seq, &state);
+                self.node.store.submit(batch);
+            }
         }
         Some(packet)
     }
@@ -948,8 +1233,95 @@ impl Session {
         ))
     }
 
-    /// Keeps the node's `queued` gauge in step with this outbox.
+    /// The session outlives its connection, so its state is kept in the store.
+    fn persistent(&self) -> bool {
+        !self.expiry.is_zero()
+    }
+
+    /// The session's record as stored.
+    fn record(&self) -> SessionRecord {
+        SessionRecord {
+            protocol: self.protocol.level(),
+            expiry_secs: self.expiry.as_secs(),
+            disconnected_at_ms: self.link.is_none().then(store::now_ms),
+            last_packet_id: self.outbox.last_packet_id(),
+            owner: self.owner.as_deref().map(String::from),
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|(filter, subscription)| subscription_record(filter, subscription))
+                .collect(),
+        }
+    }
+
+    /// Writes the session's record; `commit` is completed once it is durable.
+    fn save(&self, commit: Option<Commit>) {
+        if self.ending {
+            return;
+        }
+        let mut batch = Batch::new();
+        batch.put_session(self.client_id.as_str(), &self.record());
+        match commit {
+            Some(commit) => self.node.store.submit_durable(batch, Some(commit), None),
+            None => self.node.store.submit(batch),
+        }
+    }
+
+    /// Deletes a stored message that is done with (acknowledged, refused or dropped).
+    fn forget_stored(&self, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            let mut batch = Batch::new();
+            batch.del_queued(self.client_id.as_str(), seq);
+            self.node.store.submit(batch);
+        }
+    }
+
+    /// The store writes of pending acknowledgement `serial` completed: sends, in PUBLISH
+    /// order, every acknowledgement whose writes are all done.
+    fn ack_ready(
+        &mut self,
+        serial: u64,
+        outcome: Result<(), store::StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(entry) = self.acks.iter_mut().find(|a| a.serial == serial) {
+            entry.ready = true;
+            if let Err(e) = &outcome {
+                entry.ack = None;
+                self.store_failed(e);
+            }
+        }
+        let current = self.link.as_ref().map(ClientLink::epoch);
+        while self.acks.front().is_some_and(|a| a.ready) {
+            if let Some(PendingAck {
+                epoch,
+                ack: Some(ack),
+                ..
+            }) = self.acks.pop_front()
+            {
+                if epoch.is_some() && epoch == current {
+                    self.reply(ack);
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// A store write failed: the client is not acknowledged and its connection is closed,
+    /// so that it sends again once the store works.
+    fn store_failed(&mut self, e: &store::StoreError) {
+        error!(self.log, "store write failed; closing the connection"; "error" => %e);
+        if let Some(link) = &self.link {
+            link.close(CloseReason::ServerShutdown);
+        }
+    }
+
+    /// Keeps the node's `queued` gauge in step with this outbox, and the full flag.
     fn count_queue(&mut self) {
+        if self.full.load(Ordering::Relaxed) && !self.outbox.is_full() {
+            self.full.store(false, Ordering::Relaxed);
+            info!(self.log, "session queue has room again");
+        }
         let now = self.outbox.len();
         if now > self.counted_queue {
             Metrics::add(&self.node.metrics.queued, (now - self.counted_queue) as u64);
@@ -970,29 +1342,87 @@ impl Session {
     }
 }
 
-/// Routes a message published by a client (or its will). Returns the part that has to wait,
-/// if any; everything that could be done at once is done.
-fn route(node: &Node, envelope: Envelope) -> Option<Pending> {
+/// What routing a message left to wait for.
+struct Routed {
+    /// Hand-over that has to wait (for a Topic to start, or for room in a mailbox).
+    pending: Option<Pending>,
+    /// Store writes the publisher's acknowledgement waits for.
+    commits: Vec<Committed>,
+}
+
+/// The store writes a publisher's acknowledgement waits for: known at once, or once an
+/// earlier publish's routing let this one be routed.
+enum Commits {
+    Now(Vec<Committed>),
+    Later(oneshot::Receiver<Vec<Committed>>),
+}
+
+impl Commits {
+    /// Nothing to wait for (known now).
+    fn is_empty(&self) -> bool {
+        matches!(self, Commits::Now(c) if c.is_empty())
+    }
+
+    /// Completes when every write is durable, or with the first store error.
+    async fn wait(self) -> Result<(), store::StoreError> {
+        let commits = match self {
+            Commits::Now(commits) => commits,
+            // Dropped unsent: the session stopped before routing it; nothing was written.
+            Commits::Later(later) => later.await.unwrap_or_default(),
+        };
+        for commit in commits {
+            commit.wait().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Routes a message published by a client (or its will). Everything that could be done at
+/// once is done; returns what has to wait. With `acknowledge`, the store writes the message
+/// causes report back through `Routed::commits`; `inbound` (a persistent publisher's QoS 2
+/// packet id) is written along with the message.
+fn route(
+    node: &Node,
+    envelope: Envelope,
+    acknowledge: bool,
+    inbound: Option<(ClientId, u16)>,
+) -> Routed {
     let routes = &node.routes;
+    let mut commits = Vec::new();
+    let mut durable = || {
+        if acknowledge {
+            let (commit, committed) = store::commit();
+            commits.push(committed);
+            Some(commit)
+        } else {
+            None
+        }
+    };
     // A client id as topic: a direct message, delivered with the publisher's QoS.
     if let Some(target) = routes.session(envelope.topic.as_str()) {
         let deliver = Deliver {
             qos: envelope.qos,
             retain: false,
             subscription_ids: Vec::new(),
+            persist: Persist::ByReceiver(Durable {
+                commit: durable(),
+                inbound,
+            }),
             envelope,
         };
-        return match target.try_send(deliver) {
+        let pending: Option<Pending> = match target.try_send(deliver) {
             Ok(()) | Err(SendError::Closed(_)) => None,
             Err(SendError::Full(deliver)) => Some(Box::pin(async move {
                 // Closed meanwhile: the receiving session ended, nothing to deliver to.
                 let _ = target.send(deliver).await;
             })),
         };
+        return Routed { pending, commits };
     }
     let retain = envelope.retain.then(|| {
         match node.registry.try_send(Retain {
             envelope: envelope.clone(),
+            commit: durable(),
         }) {
             Ok(()) | Err(SendError::Closed(_)) => None,
             Err(SendError::Full(msg)) => {
@@ -1004,38 +1434,124 @@ fn route(node: &Node, envelope: Envelope) -> Option<Pending> {
         }
     });
     let deliver: Option<Pending> = match routes.topic(envelope.topic.as_str()) {
-        Some(topic) => match topic.try_send(Distribute { envelope }) {
-            Ok(()) => None,
-            Err(SendError::Full(msg)) => Some(Box::pin(async move {
-                let _ = topic.send(msg).await;
-            })),
-            // The Topic stopped after we looked it up: ask for the current one.
-            Err(SendError::Closed(msg)) => Some(start_topic_and_send(node, msg.envelope)),
-        },
+        Some(topic) => {
+            let distribute = Distribute {
+                envelope,
+                durable: Durable {
+                    commit: durable(),
+                    inbound,
+                },
+            };
+            match topic.try_send(distribute) {
+                Ok(()) => None,
+                Err(SendError::Full(msg)) => Some(Box::pin(async move {
+                    let _ = topic.send(msg).await;
+                })),
+                // The Topic stopped after we looked it up: ask for the current one.
+                Err(SendError::Closed(msg)) => Some(start_topic_and_send(node, msg)),
+            }
+        }
         None if routes.has_subscriber(envelope.topic.as_str()) => {
-            Some(start_topic_and_send(node, envelope))
+            let distribute = Distribute {
+                envelope,
+                durable: Durable {
+                    commit: durable(),
+                    inbound,
+                },
+            };
+            Some(start_topic_and_send(node, distribute))
         }
         None => None,
     };
-    match (retain.flatten(), deliver) {
+    let pending = match (retain.flatten(), deliver) {
         (None, None) => None,
         (Some(one), None) | (None, Some(one)) => Some(one),
         (Some(first), Some(second)) => Some(Box::pin(async move {
             first.await;
             second.await;
-        })),
+        }) as Pending),
+    };
+    Routed { pending, commits }
+}
+
+/// Asks the Registry for the Topic of the message's name (starting it), then hands it over.
+fn start_topic_and_send(node: &Node, distribute: Distribute) -> Pending {
+    let registry = node.registry.clone();
+    Box::pin(async move {
+        let name = distribute.envelope.topic.clone();
+        if let Ok(Some(topic)) = registry.send(EnsureTopic { name }).await {
+            let _ = topic.send(distribute).await;
+        }
+    })
+}
+
+/// The stored form of a message.
+pub fn message_record(envelope: &Envelope) -> MessageRecord {
+    MessageRecord::new(
+        envelope.from.as_str(),
+        envelope.topic.as_str(),
+        envelope.qos,
+        envelope.retain,
+        &envelope.payload,
+        &envelope.properties,
+    )
+}
+
+/// The stored form of a message queued for one session.
+pub fn queued_record(
+    envelope: &Envelope,
+    qos: QoS,
+    retain: bool,
+    subscription_ids: &[u32],
+) -> QueuedRecord {
+    QueuedRecord {
+        message: message_record(envelope),
+        qos: qos as u8,
+        retain,
+        subscription_ids: subscription_ids.to_vec(),
     }
 }
 
-/// Asks the Registry for the Topic of the envelope's name (starting it), then hands it over.
-fn start_topic_and_send(node: &Node, envelope: Envelope) -> Pending {
-    let registry = node.registry.clone();
-    Box::pin(async move {
-        let name = envelope.topic.clone();
-        if let Ok(Some(topic)) = registry.send(EnsureTopic { name }).await {
-            let _ = topic.send(Distribute { envelope }).await;
-        }
+/// A message back from its stored form.
+pub fn envelope_from_record(record: &MessageRecord) -> Envelope {
+    Envelope::new(crate::actors::envelope::Message {
+        from: ClientId::from(record.from.as_str()),
+        topic: crate::actors::ids::TopicName::from(record.topic.as_str()),
+        qos: record.qos(),
+        retain: record.retain,
+        payload: bytes::Bytes::from(record.payload.clone()),
+        properties: record.properties(),
     })
+}
+
+/// The stored form of one subscription.
+pub fn subscription_record(filter: &str, subscription: &Subscription) -> SubscriptionRecord {
+    let options = &subscription.options;
+    SubscriptionRecord {
+        filter: filter.to_owned(),
+        qos: options.qos as u8,
+        no_local: options.no_local,
+        retain_as_published: options.retain_as_published,
+        retain_handling: options.retain_handling,
+        identifier: subscription.identifier,
+    }
+}
+
+/// A subscription back from its stored form.
+pub fn subscription_from_record(record: &SubscriptionRecord) -> (String, Subscription) {
+    let options = SubscriptionOptions {
+        qos: QoS::from_u8(record.qos).unwrap_or_default(),
+        no_local: record.no_local,
+        retain_as_published: record.retain_as_published,
+        retain_handling: record.retain_handling,
+    };
+    (
+        record.filter.clone(),
+        Subscription {
+            options,
+            identifier: record.identifier,
+        },
+    )
 }
 
 /// The session lifetime for an MQTT 5 Session Expiry Interval, capped by `session.max_age`.
@@ -1046,7 +1562,7 @@ pub fn session_expiry(secs: u32, max_age: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::testing::{attach, next, node, nothing};
+    use crate::actors::testing::{attach, next, node, node_with, nothing};
     use crate::codec::{PubResp, Publish, SubscribeTopic};
     use bytes::Bytes;
 
@@ -1242,5 +1758,141 @@ mod tests {
             Packet::Publish(p) => assert_eq!((p.dup, p.packet_id), (true, first.packet_id)),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn persistent() -> AttachOptions {
+        AttachOptions {
+            expiry: Duration::from_secs(60),
+            ..Default::default()
+        }
+    }
+
+    async fn publish_qos1(
+        publ: &Addr<Session>,
+        epoch: Epoch,
+        end: &mut crate::actors::LinkEnd,
+        id: u16,
+    ) {
+        inbound(publ, epoch, publish("q", QoS::AtLeastOnce, Some(id)))
+            .await
+            .unwrap();
+        assert_eq!(next(end).await, Packet::PubAck(PubResp::new(id)));
+    }
+
+    #[actix_rt::test]
+    async fn stored_before_puback_and_deleted_when_the_subscriber_acknowledges() {
+        let node = node();
+        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
+        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut end).await;
+        let record = node
+            .store
+            .session("p")
+            .unwrap()
+            .expect("durable before SUBACK");
+        assert_eq!(record.subscriptions[0].filter, "q");
+        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        publish_qos1(&publ, pe, &mut pend, 1).await;
+        assert_eq!(
+            node.store.queued_seqs("p").unwrap().len(),
+            1,
+            "in the subscriber's stored queue before the PUBACK"
+        );
+        let id = match next(&mut end).await {
+            Packet::Publish(p) => p.packet_id.unwrap(),
+            other => panic!("{other:?}"),
+        };
+        inbound(&s, epoch, Packet::PubAck(PubResp::new(id)))
+            .await
+            .unwrap();
+        node.store.sync().unwrap();
+        assert!(node.store.queued_seqs("p").unwrap().is_empty());
+        // A clean session's messages are never stored.
+        let (c, ce, mut cend) = attach(&node, "c", true, AttachOptions::default()).await;
+        inbound(&c, ce, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut cend).await;
+        publish_qos1(&publ, pe, &mut pend, 2).await;
+        next(&mut cend).await;
+        node.store.sync().unwrap();
+        assert!(node.store.queued_seqs("c").unwrap().is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn full_queue_drop_policy_refuses_counts_and_forgets() {
+        let mut config = crate::Config::default();
+        config.session.max_queued_messages = 2;
+        let node = node_with(config);
+        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
+        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut end).await;
+        s.send(Detached {
+            epoch,
+            publish_will: false,
+            session_expiry: None,
+        })
+        .await
+        .unwrap();
+        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        for id in 1..=3 {
+            publish_qos1(&publ, pe, &mut pend, id).await;
+        }
+        node.store.sync().unwrap();
+        assert_eq!(node.metrics.snapshot().dropped, 1);
+        assert_eq!(
+            node.store.queued_seqs("p").unwrap().len(),
+            2,
+            "refused copy deleted"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn full_queue_backpressure_policy_holds_the_publisher_until_there_is_room() {
+        let mut config = crate::Config::default();
+        config.session.max_queued_messages = 2;
+        config.session.queue_full = QueueFull::Backpressure;
+        let node = node_with(config);
+        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
+        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut end).await;
+        s.send(Detached {
+            epoch,
+            publish_will: false,
+            session_expiry: None,
+        })
+        .await
+        .unwrap();
+        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        for id in 1..=3 {
+            publish_qos1(&publ, pe, &mut pend, id).await;
+        }
+        // The queue is over its limit: the next message waits in the Topic.
+        inbound(&publ, pe, publish("q", QoS::AtLeastOnce, Some(4)))
+            .await
+            .unwrap();
+        nothing(&mut pend).await;
+        assert_eq!(node.metrics.snapshot().dropped, 0);
+        // The subscriber comes back and reads: the publisher gets its PUBACK.
+        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
+        for _ in 0..4 {
+            match next(&mut end).await {
+                Packet::Publish(p) => inbound(
+                    &s,
+                    epoch,
+                    Packet::PubAck(PubResp::new(p.packet_id.unwrap())),
+                )
+                .await
+                .unwrap(),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(next(&mut pend).await, Packet::PubAck(PubResp::new(4)));
     }
 }

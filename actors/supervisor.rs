@@ -6,12 +6,14 @@
 //! [`Registry`] under an actix supervisor, so that a Registry which stops is restarted in
 //! place with its state and its address (the only failure actix can recover from: a panic
 //! ends the whole arbiter thread, which is why no handler may panic). Sessions and Topics
-//! are started by the Registry on the worker arbiters.
+//! are started by the Registry on the worker arbiters. It hands the Registry what the
+//! [`Store`] loaded at start-up, which the Registry restores before serving anything.
 
 use super::registry::Registry;
 use super::routes::Routes;
 use super::Node;
 use crate::metrics::Metrics;
+use crate::store::{Loaded, Store};
 use crate::Config;
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
@@ -26,30 +28,38 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Starts the Registry on the current arbiter and returns the supervisor (not yet
-    /// started) holding the node's dependencies. `workers` run sessions and topics.
+    /// started) holding the node's dependencies. `workers` run sessions and topics;
+    /// `loaded` is the state the store kept from the last run.
     pub fn new(
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         workers: Arc<[ArbiterHandle]>,
         log: Logger,
+        store: Store,
+        loaded: Loaded,
     ) -> Self {
         let routes = Arc::new(Routes::new());
         let registry_log = log.clone();
-        let (c, m, r, w) = (
+        let (c, m, r, w, s) = (
             config.clone(),
             metrics.clone(),
             routes.clone(),
             workers.clone(),
+            store.clone(),
         );
         let registry = actix::Supervisor::start(move |ctx: &mut Context<Registry>| {
-            Registry::new(Node {
-                config: c,
-                metrics: m,
-                routes: r,
-                registry: ctx.address(),
-                workers: w,
-                log: registry_log,
-            })
+            Registry::new(
+                Node {
+                    config: c,
+                    metrics: m,
+                    routes: r,
+                    registry: ctx.address(),
+                    workers: w,
+                    log: registry_log,
+                    store: s,
+                },
+                loaded,
+            )
         });
         Supervisor {
             node: Node {
@@ -59,6 +69,7 @@ impl Supervisor {
                 registry,
                 workers,
                 log,
+                store,
             },
         }
     }

@@ -24,19 +24,34 @@
 //! keep their order. This cannot deadlock: sessions never pause their mailbox (they only
 //! spawn futures), so a session's mailbox always drains, even while that session is itself
 //! waiting for room in this Topic's mailbox.
+//!
+//! Durability: for a QoS 1/2 message, each *persistent* subscriber that gets it at QoS 1/2
+//! is given a store sequence number, and all those queue entries (with the publisher's QoS 2
+//! marker, if any) go to the store thread as one write whose [`Commit`](crate::store::Commit)
+//! the publisher waits on before its PUBACK/PUBREC. The deliveries carry the sequence number
+//! so that the session deletes the entry when its client acknowledges. When the store
+//! thread's queue is full, the Topic waits for room like it waits for a full mailbox. Under
+//! `session.queue_full = "backpressure"`, a message for a session whose queue is over its
+//! limit waits (polling the session's flag) until that session has room or has ended.
 
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::link::Lane;
 use super::outbox::Outgoing;
 use super::routes::Routes;
-use super::session::{Deliver, LaneDeliver, Session};
+use super::session::{self, Deliver, Durable, LaneDeliver, Persist, Session};
 use crate::codec::QoS;
 use crate::metrics::Metrics;
+use crate::store::{Batch, Commit, Store};
 use actix::prelude::*;
 use slog::{debug, o, Logger};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a Topic held back by a full session queue looks again.
+const PRESSURE_POLL: Duration = Duration::from_millis(5);
 
 /// Mailbox size of a Topic.
 pub const MAILBOX: usize = 256;
@@ -54,13 +69,22 @@ pub struct Subscriber {
     pub retain_as_published: bool,
     /// MQTT 5 subscription identifiers of the matching filters.
     pub subscription_ids: Vec<u32>,
+    /// The session is persistent: its QoS 1/2 messages are stored before the publisher's
+    /// acknowledgement.
+    pub persistent: bool,
+    /// Set by the session while its queue is over its limit under
+    /// `session.queue_full = "backpressure"`: the Topic waits before the next message.
+    pub full: Arc<AtomicBool>,
 }
 
-/// A subscriber with its session's lane, if the session registered one.
+/// A subscriber with its session's lane, when the session has one.
 struct Entry {
     subscriber: Subscriber,
     lane: Option<Arc<Lane>>,
 }
+
+/// One delivery of a message: to this session, through its lane if it has one.
+type Delivery = (Addr<Session>, Option<Arc<Lane>>, Deliver);
 
 /// The fan-out point of one topic name.
 pub struct Topic {
@@ -72,6 +96,8 @@ pub struct Topic {
     metrics: Arc<Metrics>,
     /// Logger carrying the topic name.
     log: Logger,
+    /// Where queued messages of persistent subscribers are written.
+    store: Store,
 }
 
 impl Topic {
@@ -83,6 +109,7 @@ impl Topic {
         routes: Arc<Routes>,
         metrics: Arc<Metrics>,
         log: &Logger,
+        store: Store,
     ) -> Self {
         let log = log.new(o!("topic" => name.to_string()));
         let mut topic = Topic {
@@ -90,6 +117,7 @@ impl Topic {
             routes,
             metrics,
             log,
+            store,
         };
         for (client_id, subscriber) in subscribers {
             topic.insert(client_id, subscriber);
@@ -119,6 +147,8 @@ impl Actor for Topic {
 pub struct Distribute {
     /// The message.
     pub envelope: Envelope,
+    /// Completed once the copies for persistent subscribers are durable.
+    pub durable: Durable,
 }
 
 impl Handler<Distribute> for Topic {
@@ -126,8 +156,9 @@ impl Handler<Distribute> for Topic {
 
     fn handle(&mut self, msg: Distribute, ctx: &mut Self::Context) {
         let envelope = msg.envelope;
-        let mut waiting = Vec::new();
-        let mut direct = 0u64;
+        let mut batch = Batch::new();
+        let mut deliveries = Vec::with_capacity(self.subscribers.len());
+        let mut full = Vec::new();
         for (
             client_id,
             Entry {
@@ -139,29 +170,111 @@ impl Handler<Distribute> for Topic {
             if sub.no_local && envelope.from == *client_id {
                 continue;
             }
-            let outgoing = Outgoing {
-                envelope: envelope.clone(),
-                qos: envelope.qos.min(sub.qos),
-                retain: envelope.retain && sub.retain_as_published,
-                subscription_ids: sub.subscription_ids.clone(),
+            let qos = envelope.qos.min(sub.qos);
+            let retain = envelope.retain && sub.retain_as_published;
+            if qos > QoS::AtMostOnce && sub.full.load(Ordering::Relaxed) {
+                full.push((sub.session.clone(), sub.full.clone()));
+            }
+            let persist = if sub.persistent && qos > QoS::AtMostOnce {
+                let seq = self.store.next_seq();
+                let record = session::queued_record(&envelope, qos, retain, &sub.subscription_ids);
+                batch.put_queued(client_id.as_str(), seq, &record);
+                Persist::Stored(seq)
+            } else {
+                Persist::Volatile
             };
+            let deliver = Deliver {
+                envelope: envelope.clone(),
+                qos,
+                retain,
+                subscription_ids: sub.subscription_ids.clone(),
+                persist,
+            };
+            deliveries.push((sub.session.clone(), lane.clone(), deliver));
+        }
+        if let (Some((client_id, packet_id)), false) = (&msg.durable.inbound, batch.is_empty()) {
+            batch.put_inbound(client_id.as_str(), *packet_id);
+        }
+        let commit = msg.durable.commit;
+        if full.is_empty() {
+            self.store_and_fan_out(batch, commit, deliveries, ctx);
+            return;
+        }
+        // session.queue_full = "backpressure": this message (and so every later one) waits
+        // until these sessions have room again, or have ended.
+        ctx.wait(
+            async move {
+                for (session, flag) in full {
+                    while flag.load(Ordering::Relaxed) && session.connected() {
+                        tokio::time::sleep(PRESSURE_POLL).await;
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(move |(), act, ctx| act.store_and_fan_out(batch, commit, deliveries, ctx)),
+        );
+    }
+}
+
+impl Topic {
+    /// Hands the queue entries to the store thread, then the deliveries to the sessions:
+    /// a session can only see (and acknowledge, and delete) an entry already submitted.
+    fn store_and_fan_out(
+        &mut self,
+        batch: Batch,
+        commit: Option<Commit>,
+        deliveries: Vec<Delivery>,
+        ctx: &mut Context<Self>,
+    ) {
+        if batch.is_empty() {
+            // Nothing to store: dropping the commit tells the publisher so.
+            drop(commit);
+            self.fan_out(deliveries, ctx);
+            return;
+        }
+        match self.store.try_permit() {
+            Some(permit) => {
+                self.store.submit_durable(batch, commit, Some(permit));
+                self.fan_out(deliveries, ctx);
+            }
+            None => {
+                let store = self.store.clone();
+                ctx.wait(
+                    async move {
+                        let permit = store.permit().await.ok();
+                        store.submit_durable(batch, commit, permit);
+                    }
+                    .into_actor(self)
+                    .map(move |(), act, ctx| act.fan_out(deliveries, ctx)),
+                );
+            }
+        }
+    }
+
+    /// Hands each delivery to its session (a QoS 0 one straight to the link when the lane
+    /// is open); pauses this Topic until those that found a full mailbox are in (see the
+    /// module documentation).
+    fn fan_out(&mut self, deliveries: Vec<Delivery>, ctx: &mut Context<Self>) {
+        let mut waiting = Vec::new();
+        let mut direct = 0u64;
+        for (session, lane, deliver) in deliveries {
             let sent = match lane {
                 Some(lane) => {
                     // Every delivery of a session with a lane that does not take the lane
                     // is counted as pending there (so no later QoS 0 one overtakes it).
-                    let outgoing = if outgoing.qos == QoS::AtMostOnce {
-                        match lane.try_deliver(outgoing) {
+                    let deliver = if deliver.qos == QoS::AtMostOnce {
+                        match lane.try_deliver(outgoing(deliver)) {
                             Ok(()) => {
                                 direct += 1;
                                 continue;
                             }
-                            Err(outgoing) => outgoing,
+                            Err(outgoing) => volatile(outgoing),
                         }
                     } else {
                         lane.hold();
-                        outgoing
+                        deliver
                     };
-                    match sub.session.try_send(LaneDeliver(deliver(outgoing))) {
+                    match session.try_send(LaneDeliver(deliver)) {
                         Ok(()) => Ok(()),
                         Err(SendError::Closed(_)) => {
                             lane.settled();
@@ -170,14 +283,14 @@ impl Handler<Distribute> for Topic {
                         Err(SendError::Full(deliver)) => Err(Waiting::Lane(deliver)),
                     }
                 }
-                None => match sub.session.try_send(deliver(outgoing)) {
+                None => match session.try_send(deliver) {
                     // Closed: the session ended; the Registry is removing it from this Topic.
                     Ok(()) | Err(SendError::Closed(_)) => Ok(()),
                     Err(SendError::Full(deliver)) => Err(Waiting::Plain(deliver)),
                 },
             };
             if let Err(w) = sent {
-                waiting.push((sub.session.clone(), w));
+                waiting.push((session, w));
             }
         }
         if direct > 0 {
@@ -211,12 +324,25 @@ enum Waiting {
     Lane(LaneDeliver),
 }
 
-fn deliver(outgoing: Outgoing) -> Deliver {
+/// A QoS 0 delivery as the lane takes it (never stored).
+fn outgoing(deliver: Deliver) -> Outgoing {
+    Outgoing {
+        envelope: deliver.envelope,
+        qos: deliver.qos,
+        retain: deliver.retain,
+        subscription_ids: deliver.subscription_ids,
+        seq: None,
+    }
+}
+
+/// A QoS 0 delivery the lane did not take, back as a message for the session.
+fn volatile(outgoing: Outgoing) -> Deliver {
     Deliver {
         envelope: outgoing.envelope,
         qos: outgoing.qos,
         retain: outgoing.retain,
         subscription_ids: outgoing.subscription_ids,
+        persist: Persist::Volatile,
     }
 }
 
@@ -315,6 +441,7 @@ mod tests {
             for i in 0..n {
                 topic.do_send(Distribute {
                     envelope: envelope(i, qos),
+                    durable: Durable::default(),
                 });
             }
             for i in 0..n {
@@ -391,6 +518,7 @@ mod tests {
         for i in 0..n {
             topic.do_send(Distribute {
                 envelope: envelope(i, qos_of(i)),
+                durable: Durable::default(),
             });
         }
         for i in 0..n {

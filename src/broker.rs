@@ -4,15 +4,18 @@
 //! [`Supervisor`] and the Registry) plus one worker arbiter per core (`node.workers`, 0 =
 //! one per core) that runs connections, sessions and topics. The TCP listener is bound on the
 //! caller's thread before anything starts, so a bind error is returned directly and the
-//! handle knows the actual port. The HTTP server (admin API, `/metrics`; see
-//! [`crate::admin`]) is bound the same way and runs in the node's System too. Nothing here
-//! needs the caller's runtime: it works from plain threads and from inside a tokio runtime,
-//! and several nodes can run in one process.
+//! handle knows the actual port. The store is opened and loaded there too (a locked or
+//! unreadable data dir is an error of `start`); the node restores that state before its
+//! listener accepts anyone. The HTTP server (admin API, `/metrics`; see [`crate::admin`])
+//! is bound like the MQTT listener and runs in the node's System too. Nothing here needs
+//! the caller's runtime: it works from plain threads and from inside a tokio runtime, and
+//! several nodes can run in one process.
 
 use crate::actors::Supervisor;
 use crate::admin::{self, AdminState, ListenerAddrs};
 use crate::auth::Security;
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::store::{Loaded, Store};
 use crate::transport::tcp;
 use crate::transport::tls::{self, TlsContext};
 use crate::{Config, Error, Result};
@@ -68,6 +71,16 @@ impl Broker {
         let mqtt_addr = listener
             .local_addr()
             .map_err(io("reading the MQTT listener address".into()))?;
+        std::fs::create_dir_all(&config.node.data_dir).map_err(io(format!(
+            "creating the data dir {}",
+            config.node.data_dir.display()
+        )))?;
+        let store = Store::open(&config.node.data_dir, config.store.options())?;
+        let loaded = store.load()?;
+        info!(log, "store opened";
+            "dir" => %config.node.data_dir.display(), "durability" => ?config.store.durability,
+            "sessions" => loaded.sessions.len(), "retained" => loaded.retained.len(),
+            "expired_sessions" => loaded.expired, "discarded_entries" => loaded.discarded);
         let security = Arc::new(Security::new(&config.auth)?);
         let tls_listener = if config.tls.enabled() {
             let context = Arc::new(TlsContext::load(&config.tls)?);
@@ -122,6 +135,7 @@ impl Broker {
                     listeners,
                     node_metrics,
                     node_security,
+                    (store, loaded),
                     ready_tx,
                 )
             })
@@ -261,6 +275,7 @@ fn run_node(
     listeners: Listeners,
     metrics: Arc<Metrics>,
     security: Arc<Security>,
+    (store, loaded): (Store, Loaded),
     ready: mpsc::Sender<Result<(System, actix_web::dev::ServerHandle)>>,
 ) {
     let runner = System::new();
@@ -291,7 +306,7 @@ fn run_node(
         let http =
             admin::serve(http_listener, admin).map_err(register("starting the HTTP server"))?;
         let http_handle = http.handle();
-        let supervisor = Supervisor::new(config, metrics, handles, node_log);
+        let supervisor = Supervisor::new(config, metrics, handles, node_log, store, loaded);
         let node = supervisor.node().clone();
         let addr = supervisor.start();
         if let Some((tls_listener, context)) = tls_listener {

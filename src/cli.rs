@@ -36,6 +36,9 @@ pub enum Command {
     Acl(AclCommand),
     /// Manage the MQTTS listener of a running node.
     Tls(TlsCommand),
+    /// Delete the node's data dir: every account, ACL entry, persistent session, queued
+    /// and retained message, trace flag and setting. Refused while a broker uses it.
+    Reset(ResetArgs),
 }
 
 /// How to reach a running node's admin API.
@@ -165,6 +168,17 @@ pub enum TlsAction {
     Reload,
 }
 
+/// Options of `fubar reset`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ResetArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Which node's configuration (and so data dir) to use.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
 /// Options that select and override a node's configuration.
 #[derive(Debug, Args, Clone, Default)]
 pub struct NodeArgs {
@@ -274,6 +288,18 @@ mod tests {
         let cli = Cli::try_parse_from(["fubar", "run", "--http-port", "0"]).unwrap();
         match cli.command {
             Some(Command::Run(args)) => assert_eq!(args.overrides().http_port, Some(0)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reset_takes_yes_and_node_flags() {
+        let cli = Cli::try_parse_from(["fubar", "reset", "--yes", "--data-dir", "/tmp/d"]).unwrap();
+        match cli.command {
+            Some(Command::Reset(args)) => {
+                assert!(args.yes);
+                assert_eq!(args.node.data_dir, Some(PathBuf::from("/tmp/d")));
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

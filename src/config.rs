@@ -38,6 +38,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[http]`: the HTTP server (admin API, `/metrics`).
     pub http: HttpConfig,
+    /// `[store]`: durable state on disk.
+    pub store: StoreConfig,
 }
 
 /// `[node]` section.
@@ -96,6 +98,49 @@ pub struct SessionConfig {
     pub max_queued_bytes: usize,
     /// Inbound QoS 2 messages awaiting PUBREL.
     pub max_inbound_pending: u16,
+    /// What happens to a QoS 1/2 message for a session whose queue is full.
+    pub queue_full: QueueFull,
+}
+
+/// Policy for a QoS 1/2 message that does not fit in a session's queue.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueFull {
+    /// Refuse it for that session: counted in `dropped`, logged, deleted from the store.
+    /// The publisher is still acknowledged (other subscribers may have it).
+    Drop,
+    /// Keep it (the queue grows past its limit) and hold the Topic, and so its publishers,
+    /// until the session's queue is below its limit again or the session ends.
+    Backpressure,
+}
+
+/// `[store]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `"strict"`: acknowledge a publisher after the fsync; `"relaxed"`: once queued.
+    pub durability: crate::store::Durability,
+    /// Most write operations in one group commit (one fsync).
+    pub commit_batch: usize,
+    /// Microseconds the store thread waits for more writes to join a group commit.
+    pub commit_delay_us: u64,
+    /// Publish-path write requests waiting for the store thread before publishers wait.
+    pub max_pending: usize,
+    /// sled page cache in bytes.
+    pub cache_bytes: u64,
+}
+
+impl StoreConfig {
+    /// The store options these settings describe.
+    pub fn options(&self) -> crate::store::Options {
+        crate::store::Options {
+            durability: self.durability,
+            commit_batch: self.commit_batch,
+            commit_delay: std::time::Duration::from_micros(self.commit_delay_us),
+            max_pending: self.max_pending,
+            cache_bytes: self.cache_bytes,
+        }
+    }
 }
 
 /// `[auth]` section.
@@ -334,6 +379,15 @@ impl Config {
                 format!("must be empty or at least {MIN_TOKEN_LEN} characters without spaces"),
             );
         }
+        if self.store.commit_batch == 0 {
+            return bad("store.commit_batch", "must be at least 1");
+        }
+        if self.store.commit_delay_us > 1_000_000 {
+            return bad("store.commit_delay_us", "must be at most 1000000 (1 s)");
+        }
+        if self.store.max_pending == 0 {
+            return bad("store.max_pending", "must be at least 1");
+        }
         Ok(())
     }
 }
@@ -348,6 +402,19 @@ mod tests {
         assert_eq!(cfg.mqtt.port, 1883);
         assert_eq!(cfg.mqtt.valid_keep_alive, [1800, 3600]);
         assert_eq!(cfg.session.max_age, 172800);
+        assert_eq!(cfg.store.durability, crate::store::Durability::Strict);
+    }
+
+    #[test]
+    fn durability_is_strict_or_relaxed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.toml");
+        std::fs::write(&path, "[store]\ndurability = \"relaxed\"\n").unwrap();
+        let cfg = Config::from_sources(Some(&path), false, &Overrides::default()).unwrap();
+        assert_eq!(cfg.store.durability, crate::store::Durability::Relaxed);
+        std::fs::write(&path, "[store]\ndurability = \"sometimes\"\n").unwrap();
+        let err = Config::from_sources(Some(&path), false, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! # Layout
 //!
 //! Layers depend one way: [`codec`] (pure bytes ↔ packets) → [`transport`] (sockets) →
-//! [`actors`] (broker logic).
+//! [`actors`] (broker logic) → [`store`] (durable state).
 //!
 //! - [`codec`]: MQTT packet types, `decode` and `encode` for every protocol version.
 //! - [`transport`]: the TCP and TLS listeners; one connection task per socket that decodes packets,
@@ -20,6 +20,8 @@
 //!   connect rate limit; consulted by the transports at accept and CONNECT time.
 //! - [`config`]: typed configuration from `config/fubar.toml`, `FUBAR_*` env and flags.
 //! - [`logging`]: slog to the terminal, `log/console.log` and `log/error.log`.
+//! - [`store`]: the only sled user: persistent sessions, queued and inflight messages,
+//!   retained messages, trace flags and settings; group commit on its own thread.
 //! - [`broker`]: [`Broker::start`] runs a node and returns a [`BrokerHandle`].
 //! - [`admin`]: the HTTP server (admin API under `/api/v1`, `/metrics`) and the operator
 //!   CLI's client for it.
@@ -31,6 +33,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod logging;
+pub mod store;
 pub mod topic;
 pub mod transport;
 
@@ -62,6 +65,9 @@ pub enum Error {
     /// The admin token could not be read or created.
     #[error(transparent)]
     AdminToken(#[from] admin::token::TokenError),
+    /// The durable store failed (at open: locked or unreadable data dir).
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// The broker stopped or could not start its runtime.
     #[error("broker runtime: {0}")]
     Runtime(String),

@@ -4,8 +4,10 @@
 use anyhow::Context;
 use clap::Parser;
 use fubar::admin::client;
-use fubar::cli::{Cli, Command, NodeArgs};
+use fubar::cli::{Cli, Command, NodeArgs, ResetArgs};
+use fubar::store::{Options, Store};
 use fubar::{Broker, Config};
+use std::io::{BufRead, Write};
 
 fn load(args: &NodeArgs) -> anyhow::Result<Config> {
     Ok(Config::from_sources(
@@ -45,6 +47,40 @@ fn admin(result: Result<String, client::ClientError>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `fubar reset`: wipes the data dir after confirmation, unless a broker holds it.
+fn reset(args: &ResetArgs) -> anyhow::Result<()> {
+    let config = load(&args.node)?;
+    let dir = &config.node.data_dir;
+    if !dir.exists() {
+        println!("{} does not exist: nothing to reset", dir.display());
+        return Ok(());
+    }
+    // Opening the store takes its lock: this fails while a broker runs on the directory.
+    if dir.join(fubar::store::DB_DIR).exists() {
+        drop(Store::open(dir, Options::default())?);
+    }
+    if !args.yes {
+        print!(
+            "Delete {} (every persistent session, queued and retained message)? Type yes: ",
+            dir.display()
+        );
+        std::io::stdout()
+            .flush()
+            .context("cannot write to the terminal")?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("cannot read the answer")?;
+        if answer.trim() != "yes" {
+            anyhow::bail!("reset cancelled; nothing was deleted");
+        }
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("cannot delete {}", dir.display()))?;
+    println!("{} deleted", dir.display());
+    Ok(())
+}
+
 /// Blocks until SIGINT or SIGTERM.
 fn wait_for_stop_signal() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -73,6 +109,7 @@ fn main() {
         Some(Command::Account(command)) => admin(client::account(&command)),
         Some(Command::Acl(command)) => admin(client::acl(&command)),
         Some(Command::Tls(command)) => admin(client::tls(&command)),
+        Some(Command::Reset(args)) => reset(&args),
     };
     if let Err(e) = result {
         eprintln!("fubar: {e:#}");
