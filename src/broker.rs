@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 /// How long a stopping node waits for its HTTP server to close before it stops anyway.
 const HTTP_STOP_WAIT: Duration = Duration::from_secs(2);
 
+/// How long shutdown waits for the last user of the store to let go of it.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(15);
+
 /// Starts broker nodes.
 pub struct Broker;
 
@@ -48,6 +51,8 @@ pub struct BrokerHandle {
     metrics: Arc<Metrics>,
     system: Option<System>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnects once the store is closed and the data dir free.
+    store_closed: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 impl Broker {
@@ -81,7 +86,12 @@ impl Broker {
             "dir" => %config.node.data_dir.display(), "durability" => ?config.store.durability,
             "sessions" => loaded.sessions.len(), "retained" => loaded.retained.len(),
             "expired_sessions" => loaded.expired, "discarded_entries" => loaded.discarded);
-        let security = Arc::new(Security::new(&config.auth)?);
+        let store_closed = store.on_close();
+        let security = Arc::new(Security::load(
+            &config.auth,
+            store.accounts()?,
+            store.acl()?,
+        )?);
         let tls_listener = if config.tls.enabled() {
             let context = Arc::new(TlsContext::load(&config.tls)?);
             let wanted = SocketAddr::new(ip, config.tls.port);
@@ -104,6 +114,7 @@ impl Broker {
         let node_tls = tls_listener.map(|(listener, _, context)| (listener, context));
         let metrics = Arc::new(Metrics::default());
         let admin = AdminState {
+            store: store.clone(),
             node: config.node.name.clone(),
             started,
             listeners: ListenerAddrs {
@@ -151,6 +162,7 @@ impl Broker {
                 metrics,
                 system: Some(system),
                 thread: Some(thread),
+                store_closed: Some(store_closed),
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -226,6 +238,11 @@ impl BrokerHandle {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        // The HTTP workers may hold the store a moment longer: return only once the data
+        // dir is free for the next node (bounded, like the store's own shutdown).
+        if let Some(closed) = self.store_closed.take() {
+            let _ = closed.recv_timeout(STORE_CLOSE_WAIT);
         }
     }
 }

@@ -35,6 +35,8 @@
 //! | `retained` | topic name | [`RetainedRecord`] |
 //! | `traces` | `c`/`t` · client id or topic name | [`TraceRecord`] |
 //! | `settings` | section · key | [`SettingRecord`] |
+//! | `accounts` | username | [`AccountRecord`]: argon2id PHC hash and topic rules |
+//! | `acl` | address or CIDR range as text (`10.0.0.0/8`) | [`AclRecord`] |
 //!
 //! "client" is the client id prefixed with its length (u16 BE), so one client's entries form
 //! one key range in sequence order and no id is a prefix of another's range. Queue entries,
@@ -46,6 +48,7 @@
 //! Adding a tree: a [`TreeId`] variant with its name, a key function, a record type that
 //! implements [`Record`], and `Batch::put_*`/`del_*` plus a typed read.
 
+use crate::auth::{AccountRecord, AclRecord, IpNet};
 use crate::codec::{Properties, QoS};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -168,15 +171,21 @@ pub enum TreeId {
     Traces,
     /// Runtime settings.
     Settings,
+    /// Accounts (username → password hash and topic rules).
+    Accounts,
+    /// The IP access list (address or range → verdict).
+    Acl,
 }
 
 impl TreeId {
-    const ALL: [TreeId; 5] = [
+    const ALL: [TreeId; 7] = [
         TreeId::Sessions,
         TreeId::Queues,
         TreeId::Retained,
         TreeId::Traces,
         TreeId::Settings,
+        TreeId::Accounts,
+        TreeId::Acl,
     ];
 
     /// The sled tree name.
@@ -187,6 +196,8 @@ impl TreeId {
             TreeId::Retained => "retained",
             TreeId::Traces => "traces",
             TreeId::Settings => "settings",
+            TreeId::Accounts => "accounts",
+            TreeId::Acl => "acl",
         }
     }
 
@@ -441,6 +452,16 @@ impl Record for SettingRecord {
     const VERSION: u8 = 1;
 }
 
+impl Record for AccountRecord {
+    const TREE: TreeId = TreeId::Accounts;
+    const VERSION: u8 = 1;
+}
+
+impl Record for AclRecord {
+    const TREE: TreeId = TreeId::Acl;
+    const VERSION: u8 = 1;
+}
+
 const QUEUED: u8 = b'q';
 const INFLIGHT: u8 = b'f';
 const INBOUND: u8 = b'i';
@@ -613,6 +634,28 @@ impl Batch {
         self.ops
             .push(Op::Del(TreeId::Settings, setting_key(section, key)));
     }
+
+    /// Creates or replaces an account.
+    pub fn put_account(&mut self, username: &str, record: &AccountRecord) {
+        self.put(username.as_bytes().to_vec(), record);
+    }
+
+    /// Removes an account.
+    pub fn del_account(&mut self, username: &str) {
+        self.ops
+            .push(Op::Del(TreeId::Accounts, username.as_bytes().to_vec()));
+    }
+
+    /// Sets the verdict of an address or range.
+    pub fn put_acl(&mut self, network: &IpNet, record: &AclRecord) {
+        self.put(network.to_string().into_bytes(), record);
+    }
+
+    /// Removes the entry of an address or range.
+    pub fn del_acl(&mut self, network: &IpNet) {
+        self.ops
+            .push(Op::Del(TreeId::Acl, network.to_string().into_bytes()));
+    }
 }
 
 /// Completed by the store thread once a write is durable (or failed). Dropping it unused
@@ -709,6 +752,9 @@ struct Inner {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Signalled by the store thread when it has written everything and exits.
     exited: Mutex<mpsc::Receiver<()>>,
+    /// Dropped last, after the trees (and so sled's lock on the directory): their
+    /// receivers ([`Store::on_close`]) learn that the data dir is free again.
+    closers: Mutex<Vec<mpsc::Sender<()>>>,
 }
 
 /// How long dropping the last [`Store`] waits for the store thread to finish its queue.
@@ -790,6 +836,7 @@ impl Store {
             permits: Arc::new(Semaphore::new(options.max_pending.max(1))),
             thread: Mutex::new(Some(thread)),
             exited: Mutex::new(exited),
+            closers: Mutex::new(Vec::new()),
         };
         let store = Store {
             inner: Arc::new(inner),
@@ -864,6 +911,27 @@ impl Store {
                 commit.complete(Err(StoreError::Closed));
             }
         }
+    }
+
+    /// A receiver that disconnects once the last handle is gone, the store thread has
+    /// written everything and the database is closed (its directory lock released), e.g.
+    /// for a node that must not return from shutdown before another may open the data dir.
+    pub fn on_close(&self) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel();
+        self.inner
+            .closers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
+        rx
+    }
+
+    /// Hands a batch to the store thread and returns what waits until it is durable, in
+    /// either durability mode (operator changes such as accounts are always flushed).
+    pub fn submit_flushed(&self, batch: Batch) -> Committed {
+        let (commit, committed) = commit();
+        self.send(batch, Some(commit), true, None);
+        committed
     }
 
     /// Writes a batch and waits until it is durable, from a thread that may block (CLI,
@@ -1018,6 +1086,42 @@ impl Store {
             .get(setting_key(section, key))?
             .map(|v| decode(&v))
             .transpose()
+    }
+
+    /// Every account (start-up only: blocking read). A record that cannot be decoded is an
+    /// error: the node must not start with an account silently missing.
+    pub fn accounts(&self) -> Result<Vec<(String, AccountRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree(TreeId::Accounts).iter() {
+            let (key, value) = item?;
+            let name = String::from_utf8(key.to_vec()).map_err(|_| StoreError::Corrupt {
+                tree: TreeId::Accounts.name(),
+                reason: "username is not UTF-8".into(),
+            })?;
+            out.push((name, decode(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// The stored IP access list entries (start-up only: blocking read); an undecodable
+    /// entry is an error, like for [`Store::accounts`].
+    pub fn acl(&self) -> Result<Vec<(IpNet, AclRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree(TreeId::Acl).iter() {
+            let (key, value) = item?;
+            let net = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|text| text.parse::<IpNet>().ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    tree: TreeId::Acl.name(),
+                    reason: format!(
+                        "{:?} is not an address or range",
+                        String::from_utf8_lossy(&key)
+                    ),
+                })?;
+            out.push((net, decode(&value)?));
+        }
+        Ok(out)
     }
 
     /// The session record of a client (blocking read).

@@ -489,3 +489,75 @@ async fn cli_commands_talk_to_the_node() {
     assert!(err.starts_with("fubar: cannot reach the node at "), "{err}");
     assert!(err.contains(&dead_url), "{err}");
 }
+
+/// Accounts and ACL entries made through the API, and the owner of a persistent session,
+/// survive a restart on the same data dir; `fubar reset` would be the only way to lose them.
+#[tokio::test]
+async fn accounts_acl_and_session_owners_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_path_buf();
+    let start = |data: std::path::PathBuf| {
+        TestBroker::start_with(move |c| {
+            cheap_hashes(c);
+            c.node.data_dir = data;
+        })
+    };
+    let broker = start(data.clone());
+    let (http, token) = (broker.http_addr(), broker.admin_token());
+    let t = Some(token.as_str());
+    let body = r#"{"password": "wonderland", "rules": ["deny publish secret/#"]}"#;
+    let answer = common::http(http, "PUT", "/api/v1/accounts/alice", t, Some(body)).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let answer = common::http(
+        http,
+        "PUT",
+        "/api/v1/accounts/bob",
+        t,
+        Some(r#"{"password": "builder"}"#),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let body = r#"{"network": "127.0.0.3/32", "allow": false}"#;
+    assert_eq!(
+        common::http(http, "PUT", "/api/v1/acl", t, Some(body))
+            .await
+            .status,
+        200
+    );
+    // alice owns a persistent session.
+    let persistent = Connect {
+        clean_start: false,
+        ..login("owned", "alice", "wonderland")
+    };
+    let (c, ack) = RawClient::connect_from(broker.addr, "127.0.0.2", persistent).await;
+    assert_eq!(ack.code, 0);
+    c.disconnect().await;
+    drop(broker);
+
+    let broker = start(data);
+    assert_eq!(remote_login(&broker, "a1", "alice", "wonderland").await, 0);
+    assert_eq!(remote_login(&broker, "a2", "alice", "wrong").await, 4);
+    assert_eq!(remote_login(&broker, "b1", "bob", "builder").await, 0);
+    let account = broker.security().account("alice").expect("alice restored");
+    assert_eq!(account.rules.len(), 1, "rules restored: {account:?}");
+    // The stored deny entry still closes the socket before any byte.
+    let mut c = RawClient::open_from(broker.addr, "127.0.0.3", Protocol::V311).await;
+    let connect = Packet::Connect(Box::new(login("c", "bob", "builder")));
+    let _ = c.send_raw(&encode(&connect, Protocol::V311)).await;
+    assert_eq!(c.expect_closed(WAIT).await, Vec::<u8>::new());
+    // bob may not resume alice's restored session; alice may, and finds it.
+    let resume = |user: &str, password: &str| Connect {
+        clean_start: false,
+        ..login("owned", user, password)
+    };
+    let (_c, ack) =
+        RawClient::connect_from(broker.addr, "127.0.0.2", resume("bob", "builder")).await;
+    assert_eq!(ack.code, 2, "another user's session");
+    let (_c, ack) =
+        RawClient::connect_from(broker.addr, "127.0.0.2", resume("alice", "wonderland")).await;
+    assert_eq!(ack.code, 0);
+    assert!(
+        ack.session_present,
+        "the owner resumes the restored session"
+    );
+}

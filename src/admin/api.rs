@@ -263,10 +263,12 @@ async fn put_account(
             ))
         }
     };
-    state.persist(Change::AccountSet {
-        username: username.clone(),
-        record: record.clone(),
-    })?;
+    state
+        .persist(Change::AccountSet {
+            username: username.clone(),
+            record: record.clone(),
+        })
+        .await?;
     let created = existing.is_none();
     info!(state.log, "account set through the admin API";
         "username" => &username, "created" => created, "rules" => record.rules.len());
@@ -291,9 +293,11 @@ async fn delete_account(
     if !state.security.delete_account(&username) {
         return Err(AccountError::NotFound(username).into());
     }
-    state.persist(Change::AccountDeleted {
-        username: username.clone(),
-    })?;
+    state
+        .persist(Change::AccountDeleted {
+            username: username.clone(),
+        })
+        .await?;
     info!(state.log, "account deleted through the admin API"; "username" => &username);
     Ok(HttpResponse::NoContent().finish())
 }
@@ -340,10 +344,12 @@ async fn put_acl(
         AclVerdict::Deny
     };
     let record: AclRecord = state.security.set_acl(net, verdict);
-    state.persist(Change::AclSet {
-        network: net,
-        record,
-    })?;
+    state
+        .persist(Change::AclSet {
+            network: net,
+            record,
+        })
+        .await?;
     info!(state.log, "ACL entry set through the admin API";
         "network" => %net, "verdict" => %verdict);
     Ok(HttpResponse::Ok().json(acl_entry(&net, verdict)))
@@ -365,7 +371,7 @@ async fn delete_acl(
     if !state.security.delete_acl(&net) {
         return Err(ApiError::NotFound(format!("no ACL entry for {net}")));
     }
-    state.persist(Change::AclDeleted { network: net })?;
+    state.persist(Change::AclDeleted { network: net }).await?;
     info!(state.log, "ACL entry removed through the admin API"; "network" => %net);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -19,6 +19,7 @@ pub mod token;
 
 use crate::auth::{AccountRecord, AclRecord, IpNet, Security};
 use crate::metrics::Metrics;
+use crate::store::{Batch, Store};
 use crate::transport::tls::TlsContext;
 use actix_web::{web, App, HttpServer};
 use slog::Logger;
@@ -86,6 +87,8 @@ pub struct AdminState {
     pub token: String,
     /// The node's logger (admin changes are logged at info).
     pub log: Logger,
+    /// Where accounts and the IP access list are kept across restarts.
+    pub store: Store,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -99,13 +102,22 @@ impl std::fmt::Debug for AdminState {
 }
 
 impl AdminState {
-    /// The store hook: every change the admin API makes to accounts or the IP access list
-    /// comes through here, once, after it took effect in memory, and an error returned
-    /// here is answered with 500. The node has no persistent store yet, so the change is
-    /// only dropped; the sled store (`src/store.rs`) is wired in here, and nowhere else.
-    pub fn persist(&self, change: Change) -> Result<(), ApiError> {
-        drop(change);
-        Ok(())
+    /// Writes a change the admin API made to accounts or the IP access list to the store,
+    /// once, after it took effect in memory, and waits until it is on disk (in either
+    /// durability mode) before the API answers; a store error is answered with 500.
+    pub async fn persist(&self, change: Change) -> Result<(), ApiError> {
+        let mut batch = Batch::new();
+        match &change {
+            Change::AccountSet { username, record } => batch.put_account(username, record),
+            Change::AccountDeleted { username } => batch.del_account(username),
+            Change::AclSet { network, record } => batch.put_acl(network, record),
+            Change::AclDeleted { network } => batch.del_acl(network),
+        }
+        self.store
+            .submit_flushed(batch)
+            .wait()
+            .await
+            .map_err(|e| ApiError::Internal(format!("the change is in effect but not saved: {e}")))
     }
 }
 
