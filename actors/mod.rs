@@ -130,6 +130,38 @@ pub(crate) mod testing {
         (opened.session, epoch, end)
     }
 
+    /// Opens the clean session of `id`, subscribes it to `filter` at `qos` and waits for the
+    /// SUBACK.
+    pub async fn subscribe(
+        node: &Node,
+        id: &str,
+        filter: &str,
+        qos: crate::codec::QoS,
+    ) -> (Addr<Session>, Epoch, LinkEnd) {
+        let (session, epoch, mut end) = attach(node, id, true, AttachOptions::default()).await;
+        let subscribe = Packet::Subscribe(crate::codec::Subscribe {
+            packet_id: 1,
+            topics: vec![crate::codec::SubscribeTopic {
+                filter: filter.into(),
+                options: crate::codec::SubscriptionOptions {
+                    qos,
+                    ..Default::default()
+                },
+            }],
+            ..Default::default()
+        });
+        session
+            .send(super::session::Inbound {
+                epoch,
+                packet: subscribe,
+            })
+            .await
+            .expect("mailbox")
+            .expect("subscribed");
+        assert!(matches!(next(&mut end).await, Packet::SubAck(_)));
+        (session, epoch, end)
+    }
+
     /// The next packet written to a link, within a second.
     pub async fn next(end: &mut LinkEnd) -> Packet {
         tokio::time::timeout(Duration::from_secs(1), end.packets.recv())

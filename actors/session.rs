@@ -1821,13 +1821,10 @@ mod tests {
         assert!(node.store.queued_seqs("c").unwrap().is_empty());
     }
 
-    #[actix_rt::test]
-    async fn full_queue_drop_policy_refuses_counts_and_forgets() {
-        let mut config = crate::Config::default();
-        config.session.max_queued_messages = 2;
-        let node = node_with(config);
-        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
-        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
+    /// A persistent session `id` subscribed to `filter` at QoS 1, then left offline.
+    async fn offline_subscriber(node: &Node, id: &str, filter: &str) {
+        let (s, epoch, mut end) = attach(node, id, false, persistent()).await;
+        inbound(&s, epoch, subscribe(filter, QoS::AtLeastOnce))
             .await
             .unwrap();
         next(&mut end).await;
@@ -1838,6 +1835,14 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn full_queue_drop_policy_refuses_counts_and_forgets() {
+        let mut config = crate::Config::default();
+        config.session.max_queued_messages = 2;
+        let node = node_with(config);
+        offline_subscriber(&node, "p", "q").await;
         let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
         for id in 1..=3 {
             publish_qos1(&publ, pe, &mut pend, id).await;
@@ -1857,18 +1862,7 @@ mod tests {
         config.session.max_queued_messages = 2;
         config.session.queue_full = QueueFull::Backpressure;
         let node = node_with(config);
-        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
-        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
-            .await
-            .unwrap();
-        next(&mut end).await;
-        s.send(Detached {
-            epoch,
-            publish_will: false,
-            session_expiry: None,
-        })
-        .await
-        .unwrap();
+        offline_subscriber(&node, "p", "q").await;
         let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
         for id in 1..=3 {
             publish_qos1(&publ, pe, &mut pend, id).await;

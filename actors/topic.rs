@@ -388,9 +388,9 @@ mod tests {
     use super::*;
     use crate::actors::envelope::Message;
     use crate::actors::registry::EnsureTopic;
-    use crate::actors::session::{AttachOptions, Inbound};
-    use crate::actors::testing::{attach, next, node, nothing};
-    use crate::codec::{Packet, Properties, PubResp, SubscribeTopic, SubscriptionOptions};
+    use crate::actors::session::Inbound;
+    use crate::actors::testing::{next, node, nothing, subscribe};
+    use crate::codec::{Packet, Properties, PubResp};
     use bytes::Bytes;
 
     fn envelope(i: u32, qos: QoS) -> Envelope {
@@ -407,27 +407,7 @@ mod tests {
     #[actix_rt::test]
     async fn full_mailbox_loses_nothing_and_keeps_order() {
         let node = node();
-        let (session, epoch, mut end) = attach(&node, "sub", true, AttachOptions::default()).await;
-        let subscribe = Packet::Subscribe(crate::codec::Subscribe {
-            packet_id: 1,
-            topics: vec![SubscribeTopic {
-                filter: "t".into(),
-                options: SubscriptionOptions {
-                    qos: QoS::AtLeastOnce,
-                    ..Default::default()
-                },
-            }],
-            ..Default::default()
-        });
-        session
-            .send(Inbound {
-                epoch,
-                packet: subscribe,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(next(&mut end).await, Packet::SubAck(_)));
+        let (session, epoch, mut end) = subscribe(&node, "sub", "t", QoS::AtLeastOnce).await;
         let topic = node
             .registry
             .send(EnsureTopic { name: "t".into() })
@@ -465,40 +445,11 @@ mod tests {
         assert_eq!(node.metrics.snapshot().dropped, 0);
     }
 
-    async fn subscribe(
-        node: &crate::actors::Node,
-        id: &str,
-        qos: QoS,
-    ) -> (Addr<Session>, crate::actors::Epoch, crate::actors::LinkEnd) {
-        let (session, epoch, mut end) = attach(node, id, true, AttachOptions::default()).await;
-        let subscribe = Packet::Subscribe(crate::codec::Subscribe {
-            packet_id: 1,
-            topics: vec![SubscribeTopic {
-                filter: "t".into(),
-                options: SubscriptionOptions {
-                    qos,
-                    ..Default::default()
-                },
-            }],
-            ..Default::default()
-        });
-        session
-            .send(Inbound {
-                epoch,
-                packet: subscribe,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(next(&mut end).await, Packet::SubAck(_)));
-        (session, epoch, end)
-    }
-
     #[actix_rt::test]
     async fn lane_keeps_order_across_a_full_link_and_mixed_qos() {
         let node = node();
-        let (session, epoch, mut end) = subscribe(&node, "sub", QoS::AtLeastOnce).await;
-        let (_quiet, _, mut quiet_end) = subscribe(&node, "sub0", QoS::AtMostOnce).await;
+        let (session, epoch, mut end) = subscribe(&node, "sub", "t", QoS::AtLeastOnce).await;
+        let (_quiet, _, mut quiet_end) = subscribe(&node, "sub0", "t", QoS::AtMostOnce).await;
         let topic = node
             .registry
             .send(EnsureTopic { name: "t".into() })

@@ -822,9 +822,8 @@ fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut, log: &Logger)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::session::AttachOptions;
-    use crate::actors::testing::{attach, next, node, nothing};
-    use crate::codec::{Connect, Publish, QoS, Subscribe, SubscribeTopic};
+    use crate::actors::testing::{next, node, nothing};
+    use crate::codec::{Connect, Publish, QoS};
     use tokio::io::DuplexStream;
 
     /// Serves one in-memory connection on `node`; returns the client's end.
@@ -890,28 +889,9 @@ mod tests {
     }
 
     async fn subscriber(node: &Node, filter: &str) -> LinkEnd {
-        let (session, epoch, mut end) = attach(node, "sub", true, AttachOptions::default()).await;
-        let subscribe = Packet::Subscribe(Subscribe {
-            packet_id: 1,
-            topics: vec![SubscribeTopic {
-                filter: filter.into(),
-                options: crate::codec::SubscriptionOptions {
-                    qos: QoS::AtMostOnce,
-                    ..Default::default()
-                },
-            }],
-            ..Default::default()
-        });
-        session
-            .send(Inbound {
-                epoch,
-                packet: subscribe,
-            })
+        crate::actors::testing::subscribe(node, "sub", filter, QoS::AtMostOnce)
             .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(next(&mut end).await, Packet::SubAck(_)));
-        end
+            .2
     }
 
     #[actix_rt::test]
