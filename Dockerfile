@@ -8,6 +8,7 @@ FROM debian:bookworm-slim
 COPY --from=build /src/target/release/fubar /usr/local/bin/fubar
 ENV FUBAR_NODE__DATA_DIR=/var/lib/fubar FUBAR_NODE__LOG_DIR=/var/log/fubar
 VOLUME ["/var/lib/fubar"]
-EXPOSE 1883
+# MQTT, MQTTS (when a certificate is configured), HTTP admin API and /metrics.
+EXPOSE 1883 8883 8080
 ENTRYPOINT ["fubar"]
 CMD ["run"]
