@@ -1039,12 +1039,13 @@ impl Session {
             reason::SUCCESS
         };
         let packet_id = publish.packet_id.unwrap_or(0);
-        match publish.qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.reply(Outbound::ack(AckKind::PubAck, packet_id, code)),
-            QoS::ExactlyOnce => self.reply(Outbound::ack(AckKind::PubRec, packet_id, code)),
-        }
-        self.pump(ctx);
+        let kind = match publish.qos {
+            QoS::AtMostOnce => return Some(self.settle()),
+            QoS::AtLeastOnce => AckKind::PubAck,
+            QoS::ExactlyOnce => AckKind::PubRec,
+        };
+        // In PUBLISH order, behind acknowledgements still waiting for their writes.
+        self.ack_in_order(Outbound::ack(kind, packet_id, code), ctx);
         Some(self.settle())
     }
 
