@@ -1,6 +1,7 @@
 //! Load generator for benchmarking fubar side by side with other MQTT brokers.
 //!
-//! Speaks MQTT 3.1.1 (clean session) over plain TCP to any broker, using fubar's own codec,
+//! Speaks MQTT 3.1.1 over plain TCP to any broker, using fubar's own codec (clean session,
+//! except `--persistent` subscribers, which keep their sessions),
 //! and prints exactly one JSON line of results per run on stdout (diagnostics go to stderr).
 //! `scripts/bench.sh` drives it against fubar, Mosquitto and rumqttd; see
 //! docs/BENCHMARKS.md for how the numbers are read.
@@ -12,6 +13,7 @@
 //! bench ... fanout --subs 1000 --secs 10
 //! bench ... fanin --pubs 1000 --window 5 --secs 10
 //! bench ... pubsub --qos 1 --rate 20000 --secs 10      # open loop: latency at a fixed rate
+//! bench ... pubsub --qos 1 --persistent --secs 10      # subscribers keep their sessions
 //! ```
 //!
 //! The command line is parsed and run by `bench/cli.rs` (shared with `tests/bench_smoke.rs`).

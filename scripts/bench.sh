@@ -7,6 +7,17 @@
 # pid. Every run's JSON line goes to the results file; at the end one table per scenario shows
 # medians per broker and fubar/peer ratios.
 #
+# fubar runs with FUBAR_AUTH__ALLOW=127.0.0.0/8,::1 (the generator connects from 127.0.0.x
+# sources; by default only 127.0.0.1 and ::1 are trusted and other addresses are asked for
+# credentials and rate-limited; authentication itself stays on) and FUBAR_HTTP__PORT=0 on
+# 127.0.0.1 (a free port for the admin/metrics server).
+#
+# The qos1-persistent scenario (QoS 1 pub/sub, subscribers with clean session 0) compares
+# fubar-strict (store.durability = "strict": PUBACK after the fsync), fubar-relaxed and
+# Mosquitto with `persistence true` (autosave_interval 1800, Mosquitto's default); rumqttd
+# has no disk persistence and is left out of it (n/a). Every broker start gets a fresh
+# directory, so no session survives from one run to the next.
+#
 # Usage: scripts/bench.sh            full run (defaults below, ~20 minutes)
 #        QUICK=1 scripts/bench.sh    smoke run: 1 round, 2 s, small sizes
 #        scripts/bench.sh table FILE print the tables of an earlier results file
@@ -14,8 +25,8 @@
 # Settings (environment):
 #   ROUNDS=3 DURATION=10 DRAIN=2         rounds, seconds of load per run, max drain seconds
 #   BROKERS="fubar mosquitto rumqttd"    brokers to compare (any subset, in this order)
-#   SCENARIOS="qos0 qos1 fanout fanin latency conn"
-#   PUBS=100 SUBS=100 TOPICS=100 PAYLOAD=64 WINDOW=100   qos0 / qos1 pub/sub
+#   SCENARIOS="qos0 qos1 fanout fanin latency conn qos1-persistent"
+#   PUBS=100 SUBS=100 TOPICS=100 PAYLOAD=64 WINDOW=100   qos0 / qos1 / qos1-persistent
 #   FANOUT_SUBS=1000                     fanout: 1 publisher -> N subscribers
 #   FANIN_PUBS=1000 FANIN_WINDOW=20      fanin: N publishers -> 1 subscriber
 #   LAT_RATE=20000 LAT_QOS=1             latency: pub/sub at a fixed total rate (msg/s)
@@ -114,9 +125,15 @@ for case, runs in cases.items():
                 + f", {first.get('secs')} s")
     else:
         desc = "no successful run"
+    if first.get("persistent"):
+        desc += ", persistent subscriber sessions"
     print(f"\n== {case}: {desc} — medians of {rounds} round(s) ==")
-    peers = [b for b in brokers if b != "fubar"]
-    header = ["metric"] + brokers + ([f"fubar/{p}" for p in peers] if "fubar" in brokers else [])
+    if first.get("persistent"):
+        print("(rumqttd: n/a, it has no disk persistence)")
+    ours = [b for b in brokers if b.startswith("fubar")]
+    peers = [b for b in brokers if not b.startswith("fubar")]
+    pairs = [(a, p) for a in ours for p in peers]
+    header = ["metric"] + brokers + [f"{a}/{p}" for a, p in pairs]
     table_rows = []
     for label, key, combine, scale, _better in metrics:
         vals = {}
@@ -124,10 +141,9 @@ for case, runs in cases.items():
             v = combine([r.get(key) for r in runs if r.get("broker") == b and not r.get("failed")])
             vals[b] = None if v is None else v * scale
         row = [label] + [fmt(vals[b]) for b in brokers]
-        if "fubar" in brokers:
-            for p in peers:
-                a, c = vals.get("fubar"), vals.get(p)
-                row.append(f"{a / c:.2f}" if a is not None and c not in (None, 0) else "-")
+        for ours_b, p in pairs:
+            a, c = vals.get(ours_b), vals.get(p)
+            row.append(f"{a / c:.2f}" if a is not None and c not in (None, 0) else "-")
         table_rows.append(row)
     if any(failed.values()):
         table_rows.append(["failed runs"] + [str(failed[b]) for b in brokers] + [""] * (len(header) - 1 - len(brokers)))
@@ -147,7 +163,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 DRAIN=${DRAIN:-2}
 BROKERS=${BROKERS:-"fubar mosquitto rumqttd"}
-SCENARIOS=${SCENARIOS:-"qos0 qos1 fanout fanin latency conn"}
+SCENARIOS=${SCENARIOS:-"qos0 qos1 fanout fanin latency conn qos1-persistent"}
 PUBS=${PUBS:-100}
 SUBS=${SUBS:-100}
 TOPICS=${TOPICS:-100}
@@ -268,22 +284,32 @@ sys.exit(1)
 PY
 }
 
-# Starts broker $1 on a free port in a fresh directory; sets BPID and BPORT.
+# Starts broker $1 for case $2 on a free port in a fresh directory; sets BPID and BPORT.
+# fubar-strict / fubar-relaxed are fubar with that store.durability; Mosquitto persists to
+# disk only in the qos1-persistent case.
 start_broker() {
-  local name=$1 dir
+  local name=$1 case=$2 dir durability=strict persistence=false
   BPORT=$(free_port)
   dir=$(mktemp -d "$WORK/$name.XXXXXX")
+  [ "$case" = "qos1-persistent" ] && persistence=true
   case $name in
-    fubar)
+    fubar | fubar-strict | fubar-relaxed)
+      [ "$name" = "fubar-relaxed" ] && durability=relaxed
       FUBAR_MQTT__BIND=127.0.0.1 FUBAR_NODE__LOG_DIR="$dir/log" FUBAR_NODE__LOG_LEVEL=warning \
+        FUBAR_AUTH__ALLOW="127.0.0.0/8,::1" FUBAR_HTTP__BIND=127.0.0.1 FUBAR_HTTP__PORT=0 \
+        FUBAR_STORE__DURABILITY=$durability \
         "$FUBAR" run --mqtt-port "$BPORT" --data-dir "$dir/data" >"$dir/out.log" 2>&1 &
       ;;
     mosquitto)
-      # Generous limits (peer at its best): large per-client queue, no Nagle delay.
+      # Generous limits (peer at its best): large per-client queue, no Nagle delay. With
+      # persistence on, Mosquitto keeps its defaults: the in-memory state is written to
+      # mosquitto.db every autosave_interval (1800 s) and at shutdown, never per message.
       cat >"$dir/mosquitto.conf" <<EOF
 listener $BPORT 127.0.0.1
 allow_anonymous true
-persistence false
+persistence $persistence
+persistence_location $dir/
+autosave_interval 1800
 max_queued_messages 100000
 set_tcp_nodelay true
 log_dest stderr
@@ -313,6 +339,7 @@ scenario_args() {
     qos1) echo "pubsub --pubs $PUBS --subs $SUBS --topics $TOPICS --qos 1 --payload $PAYLOAD --window $WINDOW --secs $DURATION --drain-secs $DRAIN" ;;
     fanout) echo "fanout --subs $FANOUT_SUBS --qos 0 --payload $PAYLOAD --window $WINDOW --secs $DURATION --drain-secs $DRAIN" ;;
     fanin) echo "fanin --pubs $FANIN_PUBS --qos 0 --payload $PAYLOAD --window $FANIN_WINDOW --secs $DURATION --drain-secs $DRAIN" ;;
+    qos1-persistent) echo "pubsub --pubs $PUBS --subs $SUBS --topics $TOPICS --qos 1 --payload $PAYLOAD --window $WINDOW --persistent --secs $DURATION --drain-secs $DRAIN" ;;
     latency) echo "pubsub --pubs $PUBS --subs $SUBS --topics $TOPICS --qos $LAT_QOS --payload $PAYLOAD --rate $LAT_RATE --secs $DURATION --drain-secs $DRAIN" ;;
     conn) echo "conn --connections $CONN_N --hold-secs $CONN_HOLD" ;;
     *) return 1 ;;
@@ -324,7 +351,7 @@ run_one() {
   local case=$1 broker=$2 round=$3 args line
   args=$(scenario_args "$case") || { log "unknown scenario $case"; exit 1; }
   line=""
-  if start_broker "$broker"; then
+  if start_broker "$broker" "$case"; then
     # shellcheck disable=SC2086 # word splitting of $args is intended
     line=$(timeout $((DURATION + DRAIN + 300)) "$BENCH" --port "$BPORT" --broker-pid "$BPID" \
       --label "$broker" $args 2>>"$GEN_LOG" || true)
@@ -359,13 +386,34 @@ PY
 log "machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 log "brokers: ${ORDER[*]}; scenarios: $SCENARIOS; rounds: $ROUNDS; duration: $DURATION s"
 log "results: $RESULTS"
+# Brokers taking part in case $1, in order: the persistent case runs fubar twice (strict and
+# relaxed durability) and leaves rumqttd out (no disk persistence).
+case_brokers() {
+  local b
+  for b in "${ORDER[@]}"; do
+    if [ "$1" = "qos1-persistent" ]; then
+      case $b in
+        fubar) echo "fubar-strict fubar-relaxed" ;;
+        rumqttd) ;;
+        *) echo "$b" ;;
+      esac
+    else
+      echo "$b"
+    fi
+  done
+}
+
 for case in $SCENARIOS; do
+  read -r -a CASE_ORDER <<<"$(case_brokers "$case" | tr '\n' ' ')"
+  if [ "$case" = "qos1-persistent" ] && [[ " ${ORDER[*]} " == *" rumqttd "* ]]; then
+    log "qos1-persistent: rumqttd n/a (no disk persistence)"
+  fi
   for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) -eq 1 ]; then
-      brokers=("${ORDER[@]}")
+      brokers=("${CASE_ORDER[@]}")
     else
       brokers=()
-      for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do brokers+=("${ORDER[$i]}"); done
+      for ((i = ${#CASE_ORDER[@]} - 1; i >= 0; i--)); do brokers+=("${CASE_ORDER[$i]}"); done
     fi
     for broker in "${brokers[@]}"; do
       run_one "$case" "$broker" "$round"

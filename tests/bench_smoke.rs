@@ -178,8 +178,26 @@ fn fixed_rate_latency_run_loses_nothing() {
 }
 
 #[test]
+fn persistent_qos1_through_the_strict_store_loses_nothing() {
+    let broker = TestBroker::start_with(|cfg| {
+        cfg.store.durability = fubar::store::Durability::Strict;
+    });
+    let json = bench(
+        &broker,
+        "pubsub --pubs 10 --subs 10 --topics 5 --qos 1 --payload 64 --window 20 --persistent --secs 2 --drain-secs 3",
+    );
+    check_pubsub(&json, "pubsub", 10, 10);
+    assert_eq!(json["persistent"], true);
+    check_no_loss(&json);
+}
+
+#[test]
 fn conn_reports_memory_per_connection() {
-    let broker = TestBroker::start();
+    // The generator connects from 127.0.0.x sources: trust the whole loopback range, as
+    // scripts/bench.sh does (the default trusts 127.0.0.1 only and rate-limits the rest).
+    let broker = TestBroker::start_with(|cfg| {
+        cfg.auth.allow = vec!["127.0.0.0/8".into(), "::1".into()];
+    });
     let json = bench(&broker, "conn --connections 200 --hold-secs 1");
     let line = json.to_string();
     assert_eq!(json["scenario"], "conn", "{line}");

@@ -115,6 +115,11 @@ struct LoadArgs {
     /// Connections being set up at once.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// Subscribers connect with clean session 0, so the broker keeps (and, if it persists
+    /// sessions, stores) their sessions and QoS 1/2 queues. The sessions stay behind after
+    /// the run: start the broker on a fresh data directory for every run.
+    #[arg(long)]
+    persistent: bool,
 }
 
 /// Default closed-loop window per publisher.
@@ -179,6 +184,7 @@ fn load_config(
         drain_secs: load.drain_secs,
         per_source,
         connect_concurrency: load.connect_concurrency,
+        persistent: load.persistent,
     })
 }
 

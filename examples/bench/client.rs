@@ -1,7 +1,8 @@
 //! MQTT 3.1.1 client plumbing for the load generator, built on `fubar::codec`.
 //!
 //! [`Client::connect`] opens a TCP connection (optionally from a given 127.0.0.x source
-//! address), sends CONNECT with clean session and waits for an accepted CONNACK;
+//! address), sends CONNECT (clean session, or a persistent session for `--persistent`
+//! subscribers) and waits for an accepted CONNACK;
 //! [`Client::subscribe`] waits for the SUBACK. After that the scenario drivers in
 //! `pubsub.rs` and `conn.rs` own the socket and its buffers and drive them non-blocking.
 
@@ -122,12 +123,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects from `source` to `addr` and completes CONNECT/CONNACK within `timeout`.
+    /// Connects from `source` to `addr` and completes CONNECT/CONNACK within `timeout`;
+    /// `clean` is the CONNECT's clean-session flag (false: the broker keeps the session,
+    /// its subscriptions and its QoS 1/2 queue after the connection ends).
     pub async fn connect(
         addr: SocketAddr,
         source: Option<IpAddr>,
         client_id: &str,
         keep_alive: u16,
+        clean: bool,
         timeout: Duration,
     ) -> Result<Client, BenchError> {
         let run = async {
@@ -152,7 +156,7 @@ impl Client {
             };
             let connect = Connect {
                 protocol: PROTOCOL,
-                clean_start: true,
+                clean_start: clean,
                 keep_alive,
                 client_id: client_id.to_owned(),
                 ..Default::default()

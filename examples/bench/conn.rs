@@ -94,7 +94,15 @@ pub async fn run(
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let id = format!("bench-c-{i}");
-            Client::connect(addr, Some(source), &id, keep_alive, Duration::from_secs(30)).await
+            Client::connect(
+                addr,
+                Some(source),
+                &id,
+                keep_alive,
+                true,
+                Duration::from_secs(30),
+            )
+            .await
         });
     }
     let mut clients = Vec::with_capacity(n);

@@ -5,6 +5,8 @@
 //! since the run's epoch, publisher id, sequence number) so a subscriber computes
 //! end-to-end latency (HdrHistogram), per-publisher ordering and, summed over all
 //! subscribers, loss against the deliveries the publishers' topics should produce.
+//! With `persistent` the subscribers connect with clean session 0, so a broker that
+//! persists sessions stores every QoS 1/2 delivery before it acknowledges the publish.
 //!
 //! One tokio task per connection, each driving its socket non-blocking: publishers write
 //! batches of PUBLISH packets (encoded once per topic with `fubar::codec::encode`, then only
@@ -84,6 +86,9 @@ pub struct LoadConfig {
     pub per_source: usize,
     /// Connections being set up at once.
     pub connect_concurrency: usize,
+    /// Subscribers connect with clean session 0 (MQTT 3.1.1), so the broker keeps their
+    /// sessions: with a durable broker every QoS 1/2 delivery goes through its store.
+    pub persistent: bool,
 }
 
 /// What a pub/sub run reports (flattened into the JSON line).
@@ -105,6 +110,8 @@ pub struct PubSubReport {
     pub window: Option<u32>,
     /// Open-loop target rate, messages per second over all publishers.
     pub rate: Option<f64>,
+    /// Subscribers held persistent sessions (clean session 0).
+    pub persistent: bool,
     /// Publishers that connected.
     pub pubs_connected: usize,
     /// Subscribers that connected and got their SUBACK.
@@ -820,6 +827,7 @@ async fn connect_all(
     let limit = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
     let mut set = JoinSet::new();
     let qos = cfg.qos;
+    let persistent = cfg.persistent;
     for i in 0..count {
         let limit = Arc::clone(&limit);
         let source = source_addr(first_index + i, cfg.per_source);
@@ -827,8 +835,11 @@ async fn connect_all(
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let id = format!("bench-{prefix}-{i}");
+            // Only subscribers keep a session: a publisher's would hold nothing.
+            let clean = !(persistent && topics.is_some());
             let mut client =
-                Client::connect(addr, Some(source), &id, KEEP_ALIVE, CONNECT_TIMEOUT).await?;
+                Client::connect(addr, Some(source), &id, KEEP_ALIVE, clean, CONNECT_TIMEOUT)
+                    .await?;
             if let Some(topics) = topics {
                 let filter = &topics[i % topics.len()];
                 client.subscribe(filter, qos, CONNECT_TIMEOUT).await?;
@@ -1038,6 +1049,7 @@ pub async fn run(
         mode: if cfg.rate.is_some() { "rate" } else { "window" },
         window: cfg.rate.is_none().then_some(cfg.window),
         rate: cfg.rate,
+        persistent: cfg.persistent,
         pubs_connected,
         subs_connected,
         connect_secs: round3(connect_secs),
