@@ -156,6 +156,36 @@ impl Handler<Distribute> for Topic {
 
     fn handle(&mut self, msg: Distribute, ctx: &mut Self::Context) {
         let envelope = msg.envelope;
+        if envelope.qos == QoS::AtMostOnce {
+            // Nothing to store and no queue limit to wait for: straight out, unstaged.
+            drop(msg.durable);
+            let mut waiting = Vec::new();
+            let mut direct = 0u64;
+            for (
+                client_id,
+                Entry {
+                    subscriber: sub,
+                    lane,
+                },
+            ) in &self.subscribers
+            {
+                if sub.no_local && envelope.from == *client_id {
+                    continue;
+                }
+                let deliver = Deliver {
+                    envelope: envelope.clone(),
+                    qos: QoS::AtMostOnce,
+                    retain: envelope.retain && sub.retain_as_published,
+                    subscription_ids: sub.subscription_ids.clone(),
+                    persist: Persist::Volatile,
+                };
+                if let Some(w) = deliver_one(&sub.session, lane.as_ref(), deliver, &mut direct) {
+                    waiting.push((sub.session.clone(), w));
+                }
+            }
+            self.fanned_out(waiting, direct, ctx);
+            return;
+        }
         let mut batch = Batch::new();
         let mut deliveries = Vec::with_capacity(self.subscribers.len());
         let mut full = Vec::new();
@@ -252,69 +282,89 @@ impl Topic {
     }
 
     /// Hands each delivery to its session (a QoS 0 one straight to the link when the lane
-    /// is open); pauses this Topic until those that found a full mailbox are in (see the
-    /// module documentation).
+    /// is open).
     fn fan_out(&mut self, deliveries: Vec<Delivery>, ctx: &mut Context<Self>) {
         let mut waiting = Vec::new();
         let mut direct = 0u64;
         for (session, lane, deliver) in deliveries {
-            let sent = match lane {
-                Some(lane) => {
-                    // Every delivery of a session with a lane that does not take the lane
-                    // is counted as pending there (so no later QoS 0 one overtakes it).
-                    let deliver = if deliver.qos == QoS::AtMostOnce {
-                        match lane.try_deliver(outgoing(deliver)) {
-                            Ok(()) => {
-                                direct += 1;
-                                continue;
-                            }
-                            Err(outgoing) => volatile(outgoing),
-                        }
-                    } else {
-                        lane.hold();
-                        deliver
-                    };
-                    match session.try_send(LaneDeliver(deliver)) {
-                        Ok(()) => Ok(()),
-                        Err(SendError::Closed(_)) => {
-                            lane.settled();
-                            Ok(())
-                        }
-                        Err(SendError::Full(deliver)) => Err(Waiting::Lane(deliver)),
-                    }
-                }
-                None => match session.try_send(deliver) {
-                    // Closed: the session ended; the Registry is removing it from this Topic.
-                    Ok(()) | Err(SendError::Closed(_)) => Ok(()),
-                    Err(SendError::Full(deliver)) => Err(Waiting::Plain(deliver)),
-                },
-            };
-            if let Err(w) = sent {
+            if let Some(w) = deliver_one(&session, lane.as_ref(), deliver, &mut direct) {
                 waiting.push((session, w));
             }
         }
+        self.fanned_out(waiting, direct, ctx);
+    }
+
+    /// Counts the deliveries that went straight to links and pauses this Topic until those
+    /// that found a full mailbox are in (see the module documentation).
+    fn fanned_out(
+        &mut self,
+        waiting: Vec<(Addr<Session>, Waiting)>,
+        direct: u64,
+        ctx: &mut Context<Self>,
+    ) {
         if direct > 0 {
             Metrics::add(&self.metrics.publish_out, direct);
         }
-        if !waiting.is_empty() {
-            // Pause this Topic until the deliveries are in; see the module documentation.
-            ctx.wait(
-                async move {
-                    for (session, deliver) in waiting {
-                        // A closed mailbox means the session ended meanwhile: no reader left.
-                        match deliver {
-                            Waiting::Plain(d) => {
-                                let _ = session.send(d).await;
-                            }
-                            Waiting::Lane(d) => {
-                                let _ = session.send(d).await;
-                            }
+        if waiting.is_empty() {
+            return;
+        }
+        ctx.wait(
+            async move {
+                for (session, deliver) in waiting {
+                    // A closed mailbox means the session ended meanwhile: no reader left.
+                    match deliver {
+                        Waiting::Plain(d) => {
+                            let _ = session.send(d).await;
+                        }
+                        Waiting::Lane(d) => {
+                            let _ = session.send(d).await;
                         }
                     }
                 }
-                .into_actor(self),
-            );
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// Hands one delivery to `session`: a QoS 0 one straight onto the link when the lane takes
+/// it (counted in `direct`). Returns it when the session's mailbox is full.
+fn deliver_one(
+    session: &Addr<Session>,
+    lane: Option<&Arc<Lane>>,
+    deliver: Deliver,
+    direct: &mut u64,
+) -> Option<Waiting> {
+    match lane {
+        Some(lane) => {
+            // Every delivery of a session with a lane that does not take the lane is
+            // counted as pending there (so no later QoS 0 one overtakes it).
+            let deliver = if deliver.qos == QoS::AtMostOnce {
+                match lane.try_deliver(outgoing(deliver)) {
+                    Ok(()) => {
+                        *direct += 1;
+                        return None;
+                    }
+                    Err(outgoing) => volatile(outgoing),
+                }
+            } else {
+                lane.hold();
+                deliver
+            };
+            match session.try_send(LaneDeliver(deliver)) {
+                Ok(()) => None,
+                Err(SendError::Closed(_)) => {
+                    lane.settled();
+                    None
+                }
+                Err(SendError::Full(deliver)) => Some(Waiting::Lane(deliver)),
+            }
         }
+        // Closed: the session ended; the Registry is removing it from this Topic.
+        None => match session.try_send(deliver) {
+            Ok(()) | Err(SendError::Closed(_)) => None,
+            Err(SendError::Full(deliver)) => Some(Waiting::Plain(deliver)),
+        },
     }
 }
 

@@ -14,9 +14,9 @@
 //! `flush` (fsync), then completes the [`Commit`]s of the group's requests. A publisher's
 //! PUBACK/PUBREC waits on such a commit (`store.durability = "strict"`), so many messages
 //! share each fsync; in `"relaxed"` mode the commit is completed as soon as the write is
-//! queued, so a crash loses the acknowledged writes not yet flushed: the group being written
-//! and whatever still waits for the store thread (at most `store.max_pending` publish-path
-//! requests). Requests that carry a [`Permit`] (the publish path) are
+//! queued and the write asks for no fsync, so a crash loses the acknowledged writes not yet
+//! flushed: those since sled's last periodic flush (every 500 ms) and whatever still waits
+//! for the store thread (at most `store.max_pending` publish-path requests). Requests that carry a [`Permit`] (the publish path) are
 //! limited to `store.max_pending` waiting at a time, which slows publishers down when the
 //! disk cannot keep up; control writes (acknowledged deliveries, session records) are few
 //! per client action and are not limited.
@@ -887,16 +887,19 @@ impl Store {
     }
 
     /// Hands a batch to the store thread; `commit` is completed once the batch is durable
-    /// (strict mode) or at once (relaxed mode).
+    /// (strict mode), or at once (relaxed mode, where the batch is written without a flush of
+    /// its own and becomes durable with sled's periodic flush, within 500 ms, or with the
+    /// next strict write).
     pub fn submit_durable(&self, batch: Batch, commit: Option<Commit>, permit: Option<Permit>) {
-        let commit = match (self.durability(), commit) {
-            (Durability::Relaxed, Some(c)) if batch.error.is_none() => {
-                c.complete(Ok(()));
-                None
+        match (self.durability(), commit) {
+            (Durability::Relaxed, commit) if batch.error.is_none() => {
+                if let Some(c) = commit {
+                    c.complete(Ok(()));
+                }
+                self.send(batch, None, false, permit);
             }
-            (_, c) => c,
-        };
-        self.send(batch, commit, true, permit);
+            (_, commit) => self.send(batch, commit, true, permit),
+        }
     }
 
     fn send(&self, batch: Batch, commit: Option<Commit>, durable: bool, permit: Option<Permit>) {
