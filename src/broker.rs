@@ -67,7 +67,7 @@ impl Broker {
             ))
         })?;
         let wanted = SocketAddr::new(ip, config.mqtt.port);
-        let io = |context: String| move |source| Error::Io { context, source };
+        let io = |context: String| move |cause| Error::Io { context, cause };
         let listener = std::net::TcpListener::bind(wanted)
             .map_err(io(format!("binding the MQTT listener on {wanted}")))?;
         listener
@@ -272,7 +272,7 @@ fn bind_http(config: &Config) -> Result<(std::net::TcpListener, SocketAddr)> {
         ))
     })?;
     let wanted = SocketAddr::new(ip, config.http.port);
-    let io = |context: String| move |source| Error::Io { context, source };
+    let io = |context: String| move |cause| Error::Io { context, cause };
     let listener = std::net::TcpListener::bind(wanted)
         .map_err(io(format!("binding the HTTP listener on {wanted}")))?;
     listener
@@ -307,7 +307,7 @@ fn run_node(
     let started = runner.block_on(async move {
         let register = |context: &str| {
             let context = context.to_string();
-            move |source| Error::Io { context, source }
+            move |cause| Error::Io { context, cause }
         };
         let listener = tokio::net::TcpListener::from_std(listeners.mqtt)
             .map_err(register("registering the MQTT listener"))?;

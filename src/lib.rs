@@ -52,12 +52,14 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     /// A socket or file operation failed.
-    #[error("{context}: {source}")]
+    // The cause is in the message and deliberately not a `source()`, so that printing
+    // the error chain (`fubar: ...`) does not repeat it.
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The TLS certificate, key or client CA could not be loaded.
     #[error(transparent)]

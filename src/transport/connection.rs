@@ -235,7 +235,15 @@ where
         }
     };
     conn.protocol = connect.protocol;
-    let principal = match connect::authenticate(&gate, &connect, connect_timeout, &conn.log).await {
+    // Boxed: the password check's state must not stay in every idle connection's task.
+    let principal = match Box::pin(connect::authenticate(
+        &gate,
+        &connect,
+        connect_timeout,
+        &conn.log,
+    ))
+    .await
+    {
         Ok(principal) => principal,
         Err(refusal) => {
             let refusal = Some(Packet::ConnAck(refusal));
