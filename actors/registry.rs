@@ -439,6 +439,15 @@ impl Registry {
             "sessions" => count, "retained" => retained, "expired_sessions" => expired);
     }
 
+    /// Tells the Topic of `name` the client's current merged entry (`None`: no filter of the
+    /// client matches it any more, or the client is gone).
+    fn send_merged(&self, client_id: &ClientId, name: &TopicName, topic: &Addr<Topic>) {
+        topic.do_send(SetSubscriber {
+            client_id: client_id.clone(),
+            subscriber: self.merged(client_id, name.as_str()),
+        });
+    }
+
     /// Sends every running Topic that one of the client's filters matches the client's
     /// current merged entry (after its persistence changed).
     fn refresh_topics(&mut self, client_id: &ClientId) {
@@ -452,11 +461,7 @@ impl Registry {
             });
         }
         for (name, topic) in affected {
-            let merged = self.merged(client_id, name.as_str());
-            topic.do_send(SetSubscriber {
-                client_id: client_id.clone(),
-                subscriber: merged,
-            });
+            self.send_merged(client_id, &name, &topic);
         }
     }
 
@@ -494,11 +499,7 @@ impl Registry {
             affected.push((TopicName::from(name), topic.clone()))
         });
         for (name, topic) in affected {
-            let merged = self.merged(client_id, name.as_str());
-            topic.do_send(SetSubscriber {
-                client_id: client_id.clone(),
-                subscriber: merged,
-            });
+            self.send_merged(client_id, &name, &topic);
         }
         let granted = subscription.options.qos;
         let send_retained = match subscription.options.retain_handling {
@@ -559,11 +560,7 @@ impl Registry {
         }
         for (name, topic) in affected {
             // None when the client is gone too.
-            let merged = self.merged(client_id, name.as_str());
-            topic.do_send(SetSubscriber {
-                client_id: client_id.clone(),
-                subscriber: merged,
-            });
+            self.send_merged(client_id, &name, &topic);
             if !self.node.routes.filters().has_match(name.as_str()) {
                 self.stop_topic(&name, &topic);
             }

@@ -1727,22 +1727,8 @@ mod tests {
     #[actix_rt::test]
     async fn offline_persistent_session_queues_and_resends_with_dup() {
         let node = node();
-        let options = AttachOptions {
-            expiry: Duration::from_secs(60),
-            ..Default::default()
-        };
-        let (s, epoch, mut end) = attach(&node, "p", false, options.clone()).await;
-        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
-            .await
-            .unwrap();
-        next(&mut end).await;
-        s.send(Detached {
-            epoch,
-            publish_will: false,
-            session_expiry: None,
-        })
-        .await
-        .unwrap();
+        let options = persistent();
+        offline_subscriber(&node, "p", "q").await;
         let (publ, pe, _pend) = attach(&node, "pub", true, AttachOptions::default()).await;
         inbound(&publ, pe, publish("q", QoS::AtLeastOnce, Some(1)))
             .await

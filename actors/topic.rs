@@ -161,17 +161,7 @@ impl Handler<Distribute> for Topic {
             drop(msg.durable);
             let mut waiting = Vec::new();
             let mut direct = 0u64;
-            for (
-                client_id,
-                Entry {
-                    subscriber: sub,
-                    lane,
-                },
-            ) in &self.subscribers
-            {
-                if sub.no_local && envelope.from == *client_id {
-                    continue;
-                }
+            for (_, sub, lane) in recipients(&self.subscribers, &envelope) {
                 let deliver = Deliver {
                     envelope: envelope.clone(),
                     qos: QoS::AtMostOnce,
@@ -179,7 +169,7 @@ impl Handler<Distribute> for Topic {
                     subscription_ids: sub.subscription_ids.clone(),
                     persist: Persist::Volatile,
                 };
-                if let Some(w) = deliver_one(&sub.session, lane.as_ref(), deliver, &mut direct) {
+                if let Some(w) = deliver_one(&sub.session, lane, deliver, &mut direct) {
                     waiting.push((sub.session.clone(), w));
                 }
             }
@@ -189,17 +179,7 @@ impl Handler<Distribute> for Topic {
         let mut batch = Batch::new();
         let mut deliveries = Vec::with_capacity(self.subscribers.len());
         let mut full = Vec::new();
-        for (
-            client_id,
-            Entry {
-                subscriber: sub,
-                lane,
-            },
-        ) in &self.subscribers
-        {
-            if sub.no_local && envelope.from == *client_id {
-                continue;
-            }
+        for (client_id, sub, lane) in recipients(&self.subscribers, &envelope) {
             let qos = envelope.qos.min(sub.qos);
             let retain = envelope.retain && sub.retain_as_published;
             if qos > QoS::AtMostOnce && sub.full.load(Ordering::Relaxed) {
@@ -220,7 +200,7 @@ impl Handler<Distribute> for Topic {
                 subscription_ids: sub.subscription_ids.clone(),
                 persist,
             };
-            deliveries.push((sub.session.clone(), lane.clone(), deliver));
+            deliveries.push((sub.session.clone(), lane.cloned(), deliver));
         }
         if let (Some((client_id, packet_id)), false) = (&msg.durable.inbound, batch.is_empty()) {
             batch.put_inbound(client_id.as_str(), *packet_id);
@@ -366,6 +346,20 @@ fn deliver_one(
             Err(SendError::Full(deliver)) => Some(Waiting::Plain(deliver)),
         },
     }
+}
+
+/// The subscribers that get `envelope` (all but its publisher where it asked for No Local),
+/// with their lanes.
+fn recipients<'a>(
+    subscribers: &'a HashMap<ClientId, Entry>,
+    envelope: &'a Envelope,
+) -> impl Iterator<Item = (&'a ClientId, &'a Subscriber, Option<&'a Arc<Lane>>)> {
+    subscribers
+        .iter()
+        .filter(move |(client_id, entry)| {
+            !(entry.subscriber.no_local && envelope.from == **client_id)
+        })
+        .map(|(client_id, entry)| (client_id, &entry.subscriber, entry.lane.as_ref()))
 }
 
 /// A delivery that did not fit in a session's mailbox.

@@ -183,11 +183,7 @@ impl Accounts {
 mod tests {
     use super::*;
 
-    const CHEAP: HashCost = HashCost {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const CHEAP: HashCost = password::TEST_COST;
 
     #[test]
     fn set_stores_a_hash_and_round_trips_through_records() {

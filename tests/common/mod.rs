@@ -385,22 +385,20 @@ pub struct RawClient {
 impl RawClient {
     /// Opens a TCP connection (no MQTT yet).
     pub async fn open(addr: SocketAddr, protocol: Protocol) -> RawClient {
-        let stream = timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .expect("tcp connect timed out")
-            .expect("tcp connect");
-        stream.set_nodelay(true).ok();
-        RawClient {
-            stream,
-            buf: BytesMut::new(),
-            protocol,
-        }
+        RawClient::over(TcpStream::connect(addr), protocol).await
     }
 
     /// Opens a TCP connection from the local address `source` (e.g. 127.0.0.2, to test
     /// loopback addresses the default access list does not trust).
     pub async fn open_from(addr: SocketAddr, source: &str, protocol: Protocol) -> RawClient {
-        let stream = timeout(WAIT, connect_from(addr, source))
+        RawClient::over(connect_from(addr, source), protocol).await
+    }
+
+    async fn over(
+        connect: impl std::future::Future<Output = std::io::Result<TcpStream>>,
+        protocol: Protocol,
+    ) -> RawClient {
+        let stream = timeout(WAIT, connect)
             .await
             .expect("tcp connect timed out")
             .expect("tcp connect");
