@@ -763,14 +763,7 @@ impl Session {
             self.pump(ctx);
             return self.settle();
         }
-        let serial = self.ack_serial;
-        self.ack_serial += 1;
-        self.acks.push_back(PendingAck {
-            serial,
-            epoch: self.link.as_ref().map(ClientLink::epoch),
-            ack: Some(ack),
-            ready: false,
-        });
+        let serial = self.queue_ack(ack, false);
         let durable = commits.wait();
         let over = self.acks.len() > MAX_PENDING_ACKS;
         match (pending, over) {
@@ -832,14 +825,21 @@ impl Session {
             self.pump(ctx);
             return;
         }
+        self.queue_ack(ack, true);
+    }
+
+    /// Puts an acknowledgement at the end of those waiting (ready: nothing to wait for
+    /// but the ones before it); returns its serial number.
+    fn queue_ack(&mut self, ack: Outbound, ready: bool) -> u64 {
         let serial = self.ack_serial;
         self.ack_serial += 1;
         self.acks.push_back(PendingAck {
             serial,
             epoch: self.link.as_ref().map(ClientLink::epoch),
             ack: Some(ack),
-            ready: true,
+            ready,
         });
+        serial
     }
 
     fn on_subscribe(

@@ -448,16 +448,20 @@ mod tests {
         })
     }
 
+    /// The Topic of "t" (which has a subscriber).
+    async fn topic_t(node: &crate::actors::Node) -> Addr<Topic> {
+        node.registry
+            .send(EnsureTopic { name: "t".into() })
+            .await
+            .unwrap()
+            .expect("a topic for a subscribed name")
+    }
+
     #[actix_rt::test]
     async fn full_mailbox_loses_nothing_and_keeps_order() {
         let node = node();
         let (session, epoch, mut end) = subscribe(&node, "sub", "t", QoS::AtLeastOnce).await;
-        let topic = node
-            .registry
-            .send(EnsureTopic { name: "t".into() })
-            .await
-            .unwrap()
-            .expect("a topic for a subscribed name");
+        let topic = topic_t(&node).await;
         // Sent in one go, the Topic handles them before the session runs, so the session's
         // mailbox (64) fills and the rest waits in the Topic's backlog.
         let n = 150u32;
@@ -494,12 +498,7 @@ mod tests {
         let node = node();
         let (session, epoch, mut end) = subscribe(&node, "sub", "t", QoS::AtLeastOnce).await;
         let (_quiet, _, mut quiet_end) = subscribe(&node, "sub0", "t", QoS::AtMostOnce).await;
-        let topic = node
-            .registry
-            .send(EnsureTopic { name: "t".into() })
-            .await
-            .unwrap()
-            .expect("a topic for a subscribed name");
+        let topic = topic_t(&node).await;
         // More than the link holds (128): the lane closes, the sessions queue, then the
         // lane reopens once they drained; QoS 1 messages in between always take the mailbox.
         let n = 400u32;
