@@ -12,6 +12,14 @@
 //! their subscriber set, to put QoS 0 messages straight on the subscriber's link. Sessions
 //! register their own lane when they start and remove it when they stop.
 //!
+//! Messages are offered to a named actor *through the stored address* ([`Routes::offer_topic`],
+//! [`Routes::offer_session`]), never through a fresh clone of it. actix bounds a mailbox per
+//! sender: a sender that fills it is parked and refused until the actor catches up, but a
+//! fresh clone starts unparked and always gets one message in. Cloning the address per
+//! publish would therefore let every publish into a full mailbox, without limit; sending
+//! through the one stored sender makes the mailbox capacity hold for all publishers
+//! together. (It also spares the two allocations an `Addr` clone costs.)
+//!
 //! Why concurrent maps rather than an immutable snapshot swapped on every change: the
 //! name maps and the filter trie can hold millions of entries, and a copy-on-write snapshot
 //! would copy all of them for each CONNECT or SUBSCRIBE. [`DashMap`] shards its locks, so
@@ -26,8 +34,12 @@ use super::session::Session;
 use super::topic::Topic;
 use crate::codec::SubscriptionOptions;
 use crate::topic::FilterTrie;
-use actix::Addr;
+use actix::dev::ToEnvelope;
+use actix::prelude::SendError;
+use actix::{Actor, Addr, Handler, Message};
 use dashmap::DashMap;
+use std::borrow::Borrow;
+use std::hash::Hash;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// One client's subscription to one filter, as stored in the filter trie.
@@ -37,6 +49,20 @@ pub struct Subscription {
     pub options: SubscriptionOptions,
     /// MQTT 5 subscription identifier, if the SUBSCRIBE carried one.
     pub identifier: Option<u32>,
+}
+
+/// How a message offered to a named actor fared.
+#[derive(Debug)]
+pub enum Offer<A: Actor, M> {
+    /// It is in the actor's mailbox.
+    Sent,
+    /// The mailbox is full: the message is handed back, with the actor's address to wait
+    /// on (`send(..).await`; the caller bounds how many such waits it has at once).
+    Full(Addr<A>, M),
+    /// The actor stopped after it was named here: the message is handed back.
+    Closed(M),
+    /// No actor runs under that name: the message is handed back.
+    Absent(M),
 }
 
 /// Names → actors and the filter trie; see the module documentation.
@@ -50,6 +76,25 @@ pub struct Routes {
 impl Default for Routes {
     fn default() -> Self {
         Routes::new()
+    }
+}
+
+/// Offers `msg` to the actor stored under `name` in `map`, through the stored sender.
+fn offer<K, A, M>(map: &DashMap<K, Addr<A>>, name: &str, msg: M) -> Offer<A, M>
+where
+    K: Borrow<str> + Hash + Eq,
+    A: Actor + Handler<M>,
+    A::Context: ToEnvelope<A, M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    let Some(entry) = map.get(name) else {
+        return Offer::Absent(msg);
+    };
+    match entry.value().try_send(msg) {
+        Ok(()) => Offer::Sent,
+        Err(SendError::Full(msg)) => Offer::Full(entry.value().clone(), msg),
+        Err(SendError::Closed(msg)) => Offer::Closed(msg),
     }
 }
 
@@ -67,6 +112,39 @@ impl Routes {
     /// The session of client id `name`, if one exists (online or offline).
     pub fn session(&self, name: &str) -> Option<Addr<Session>> {
         self.sessions.get(name).map(|a| a.value().clone())
+    }
+
+    /// Offers `msg` to the session of client id `name` through its stored address (see the
+    /// module documentation for why not through a clone).
+    pub fn offer_session<M>(&self, name: &str, msg: M) -> Offer<Session, M>
+    where
+        Session: Handler<M>,
+        <Session as Actor>::Context: ToEnvelope<Session, M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        offer(&self.sessions, name, msg)
+    }
+
+    /// Offers `msg` to the Topic actor serving topic `name` through its stored address.
+    pub fn offer_topic<M>(&self, name: &str, msg: M) -> Offer<Topic, M>
+    where
+        Topic: Handler<M>,
+        <Topic as Actor>::Context: ToEnvelope<Topic, M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        offer(&self.topics, name, msg)
+    }
+
+    /// True when client id `name` has a session (online or offline).
+    pub fn is_session(&self, name: &str) -> bool {
+        self.sessions.contains_key(name)
+    }
+
+    /// True when a Topic actor serves topic `name`.
+    pub fn has_topic(&self, name: &str) -> bool {
+        self.topics.contains_key(name)
     }
 
     /// The Topic actor serving topic `name`, if one runs.

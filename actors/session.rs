@@ -46,7 +46,7 @@ use super::ids::ClientId;
 use super::link::{AckKind, ClientLink, CloseReason, Epoch, Lane, Outbound, ReserveError};
 use super::outbox::{Limits, Outbox, Outgoing};
 use super::registry::{self, EnsureTopic, Retain, SessionEnded, SubscribeRefused};
-use super::routes::Subscription;
+use super::routes::{Offer, Subscription};
 use super::topic::Distribute;
 use super::Node;
 use crate::auth::Permissions;
@@ -1400,7 +1400,8 @@ fn route(
         }
     };
     // A client id as topic: a direct message, delivered with the publisher's QoS.
-    if let Some(target) = routes.session(envelope.topic.as_str()) {
+    if routes.is_session(envelope.topic.as_str()) {
+        let name = envelope.topic.clone();
         let deliver = Deliver {
             qos: envelope.qos,
             retain: false,
@@ -1411,10 +1412,10 @@ fn route(
             }),
             envelope,
         };
-        let pending: Option<Pending> = match target.try_send(deliver) {
-            Ok(()) | Err(SendError::Closed(_)) => None,
-            Err(SendError::Full(deliver)) => Some(Box::pin(async move {
-                // Closed meanwhile: the receiving session ended, nothing to deliver to.
+        let pending: Option<Pending> = match routes.offer_session(name.as_str(), deliver) {
+            // Gone meanwhile: the receiving session ended, nothing to deliver to.
+            Offer::Sent | Offer::Closed(_) | Offer::Absent(_) => None,
+            Offer::Full(target, deliver) => Some(Box::pin(async move {
                 let _ = target.send(deliver).await;
             })),
         };
@@ -1434,35 +1435,29 @@ fn route(
             }
         }
     });
-    let deliver: Option<Pending> = match routes.topic(envelope.topic.as_str()) {
-        Some(topic) => {
-            let distribute = Distribute {
-                envelope,
-                durable: Durable {
-                    commit: durable(),
-                    inbound,
-                },
-            };
-            match topic.try_send(distribute) {
-                Ok(()) => None,
-                Err(SendError::Full(msg)) => Some(Box::pin(async move {
-                    let _ = topic.send(msg).await;
-                })),
-                // The Topic stopped after we looked it up: ask for the current one.
-                Err(SendError::Closed(msg)) => Some(start_topic_and_send(node, msg)),
-            }
+    let name = envelope.topic.clone();
+    let distribute = || Distribute {
+        envelope,
+        durable: Durable {
+            commit: durable(),
+            inbound,
+        },
+    };
+    // A commit is made only for a message that is handed to a Topic.
+    let deliver: Option<Pending> = if routes.has_topic(name.as_str()) {
+        match routes.offer_topic(name.as_str(), distribute()) {
+            Offer::Sent => None,
+            // The send waits for room; the caller's pipeline bounds how many do at once.
+            Offer::Full(topic, msg) => Some(Box::pin(async move {
+                let _ = topic.send(msg).await;
+            })),
+            // The Topic stopped after we looked it up: ask for the current one.
+            Offer::Closed(msg) | Offer::Absent(msg) => Some(start_topic_and_send(node, msg)),
         }
-        None if routes.has_subscriber(envelope.topic.as_str()) => {
-            let distribute = Distribute {
-                envelope,
-                durable: Durable {
-                    commit: durable(),
-                    inbound,
-                },
-            };
-            Some(start_topic_and_send(node, distribute))
-        }
-        None => None,
+    } else if routes.has_subscriber(name.as_str()) {
+        Some(start_topic_and_send(node, distribute()))
+    } else {
+        None
     };
     let pending = match (retain.flatten(), deliver) {
         (None, None) => None,
