@@ -28,7 +28,7 @@
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::routes::Subscription;
-use super::session::{self, Discard, Session};
+use super::session::{self, Discard, Lazy, Session};
 use super::topic::{SetSubscriber, Stop, Subscriber, Topic};
 use super::Node;
 use crate::codec::QoS;
@@ -36,6 +36,7 @@ use crate::metrics::Metrics;
 use crate::store::{Batch, Commit, Loaded, RetainedRecord};
 use crate::topic::{self as topics, NameTrie};
 use actix::prelude::*;
+use actix::WeakAddr;
 use actix_rt::ArbiterHandle;
 use slog::{debug, info, warn};
 use std::collections::hash_map::{DefaultHasher, Entry};
@@ -44,10 +45,13 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-/// What the registry knows about one client id.
+/// What the registry knows about one client id; one per session of the node, so kept
+/// small (48 bytes).
 struct Client {
-    /// Its session actor.
-    session: Addr<Session>,
+    /// Its session actor. Weak: the route snapshot holds the session's address for exactly
+    /// as long as this entry exists (both change in the same Registry step), and a strong
+    /// address costs two allocations per copy.
+    session: WeakAddr<Session>,
     /// The session outlives its connection (persistent session).
     persistent: bool,
     /// The session may have state in the store (it was persistent at some point).
@@ -55,16 +59,22 @@ struct Client {
     /// The session's "queue full" flag (backpressure policy), shared with Topics.
     full: Arc<AtomicBool>,
     /// Its subscriptions, by filter.
-    filters: HashMap<String, Subscription>,
+    filters: Filters,
     /// The authenticated user that opened it (`None`: anonymous); only the same owner
     /// may take it over.
     owner: Option<Arc<str>>,
 }
 
+/// One client's subscriptions by filter; allocates nothing until the first one.
+type Filters = Lazy<HashMap<String, Subscription>>;
+
 /// The node's naming service; see the module documentation.
 pub struct Registry {
     /// Dependencies, with this Registry's own address.
     node: Node,
+    /// The same dependencies, shared by every session this Registry starts (one `Arc`
+    /// instead of a copy of the bundle, with its Registry address, per session).
+    session_node: Arc<Node>,
     /// Every session of the node.
     clients: HashMap<ClientId, Client>,
     /// Running Topic actors, searchable by filter.
@@ -81,6 +91,7 @@ impl Registry {
     /// the sessions and retained messages of `loaded` restored before it serves anyone.
     pub fn new(node: Node, loaded: Loaded) -> Self {
         let mut registry = Registry {
+            session_node: Arc::new(node.clone()),
             node,
             clients: HashMap::new(),
             topics: NameTrie::new(),
@@ -158,8 +169,12 @@ impl Handler<OpenSession> for Registry {
             }
         }
         if let Some(client) = self.clients.get_mut(&msg.client_id) {
-            if client.persistent && !msg.clean_start {
-                let session = client.session.clone();
+            // The address is always there while the route snapshot holds the session; an
+            // actor gone without a trace is replaced below like a discarded session.
+            let resumed = (client.persistent && !msg.clean_start)
+                .then(|| client.session.upgrade())
+                .flatten();
+            if let Some(session) = resumed {
                 if !msg.persistent {
                     // No longer kept after this connection: forget what the store has and
                     // stop storing new messages for it.
@@ -180,7 +195,7 @@ impl Handler<OpenSession> for Registry {
             debug!(self.node.log, "session replaced"; "client_id" => %msg.client_id);
             old.do_send(Discard);
         }
-        let node = self.node.clone();
+        let node = self.session_node.clone();
         let id = msg.client_id.clone();
         let full = Arc::new(AtomicBool::new(false));
         let flag = full.clone();
@@ -193,11 +208,11 @@ impl Handler<OpenSession> for Registry {
         self.clients.insert(
             msg.client_id,
             Client {
-                session: session.clone(),
+                session: session.downgrade(),
                 persistent: msg.persistent,
                 stored: msg.persistent,
                 full,
-                filters: HashMap::new(),
+                filters: Filters::default(),
                 owner: msg.owner,
             },
         );
@@ -226,7 +241,7 @@ impl Handler<SessionEnded> for Registry {
         let current = self
             .clients
             .get(&msg.client_id)
-            .is_some_and(|c| c.session == msg.session);
+            .is_some_and(|c| c.session == msg.session.downgrade());
         if current {
             self.remove_client(&msg.client_id);
         }
@@ -361,7 +376,9 @@ impl Handler<EnsureTopic> for Registry {
                 match subscribers.entry(client_id.clone()) {
                     Entry::Occupied(mut e) => merge(e.get_mut(), subscription),
                     Entry::Vacant(e) => {
-                        e.insert(subscriber(client, subscription));
+                        if let Some(subscriber) = subscriber(client, subscription) {
+                            e.insert(subscriber);
+                        }
                     }
                 }
             },
@@ -386,13 +403,13 @@ impl Registry {
                 continue;
             }
             let owner = stored.record.owner.as_deref().map(Arc::from);
-            let filters: HashMap<String, Subscription> = stored
+            let filters: Filters = stored
                 .record
                 .subscriptions
                 .iter()
                 .map(session::subscription_from_record)
                 .collect();
-            let node = self.node.clone();
+            let node = self.session_node.clone();
             let id = client_id.clone();
             let full = Arc::new(AtomicBool::new(false));
             let flag = full.clone();
@@ -407,7 +424,7 @@ impl Registry {
                 .insert_session(client_id.clone(), session.clone());
             {
                 let mut trie = self.node.routes.filters_mut();
-                for (filter, subscription) in &filters {
+                for (filter, subscription) in filters.iter() {
                     trie.insert(filter, client_id.clone(), *subscription);
                     Metrics::incr(&self.node.metrics.subscriptions);
                     if !topics::is_wildcard(filter) {
@@ -418,7 +435,7 @@ impl Registry {
             self.clients.insert(
                 client_id,
                 Client {
-                    session,
+                    session: session.downgrade(),
                     owner,
                     persistent: true,
                     stored: true,
@@ -515,9 +532,12 @@ impl Registry {
         Ok(granted)
     }
 
-    /// Unregisters a client and everything it subscribed; returns its session.
+    /// Unregisters a client and everything it subscribed; returns its session (if its
+    /// actor still has a mailbox).
     fn remove_client(&mut self, client_id: &ClientId) -> Option<Addr<Session>> {
         let client = self.clients.remove(client_id)?;
+        // Before the route snapshot lets go of its strong address.
+        let session = client.session.upgrade();
         if client.stored {
             let mut batch = Batch::new();
             batch.del_session(client_id.as_str());
@@ -525,9 +545,9 @@ impl Registry {
         }
         self.node.routes.remove_session(client_id.as_str());
         Metrics::sub(&self.node.metrics.sessions, 1);
-        let filters: Vec<String> = client.filters.into_keys().collect();
+        let filters = client.filters.into_keys();
         self.forget_filters(client_id, &filters);
-        Some(client.session)
+        session
     }
 
     /// Removes `filters` of `client_id` from the trie and updates the Topics they matched
@@ -571,13 +591,13 @@ impl Registry {
     fn merged(&self, client_id: &ClientId, name: &str) -> Option<Subscriber> {
         let client = self.clients.get(client_id)?;
         let mut out: Option<Subscriber> = None;
-        for (filter, subscription) in &client.filters {
+        for (filter, subscription) in client.filters.iter() {
             if !topics::matches(filter, name) {
                 continue;
             }
             match &mut out {
                 Some(s) => merge(s, subscription),
-                None => out = Some(subscriber(client, subscription)),
+                None => out = subscriber(client, subscription),
             }
         }
         out
@@ -619,16 +639,17 @@ impl Registry {
 }
 
 /// The subscriber entry of `client` for one matching subscription.
-fn subscriber(client: &Client, subscription: &Subscription) -> Subscriber {
-    Subscriber {
-        session: client.session.clone(),
+/// `None` when the session's actor is gone (its entry is about to be removed).
+fn subscriber(client: &Client, subscription: &Subscription) -> Option<Subscriber> {
+    Some(Subscriber {
+        session: client.session.upgrade()?,
         persistent: client.persistent,
         full: client.full.clone(),
         qos: subscription.options.qos,
         no_local: subscription.options.no_local,
         retain_as_published: subscription.options.retain_as_published,
         subscription_ids: subscription.identifier.into_iter().collect(),
-    }
+    })
 }
 
 /// Folds one more matching subscription of the same client into its entry: highest QoS,
@@ -780,6 +801,51 @@ mod tests {
         let out = subscribe(&node, "c", "r/1", QoS::AtLeastOnce).await;
         assert!(out.retained.is_empty());
         assert_eq!(node.metrics.snapshot().retained, 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_stale_session_end_leaves_the_newer_session_registered() {
+        let node = node();
+        let (old, _, _) = attach(&node, "c", true, AttachOptions::default()).await;
+        let (new, _, _) = attach(&node, "c", true, AttachOptions::default()).await;
+        assert_ne!(old, new);
+        node.registry
+            .send(SessionEnded {
+                client_id: ClientId::from("c"),
+                session: old,
+            })
+            .await
+            .unwrap();
+        assert_eq!(node.routes.session("c"), Some(new.clone()));
+        assert_eq!(node.metrics.snapshot().sessions, 1);
+        // The registered session is still the one handed out, and it takes subscriptions.
+        let out = subscribe(&node, "c", "t", QoS::AtLeastOnce).await;
+        assert_eq!(out.granted, vec![Ok(QoS::AtLeastOnce)]);
+        node.registry
+            .send(SessionEnded {
+                client_id: ClientId::from("c"),
+                session: new,
+            })
+            .await
+            .unwrap();
+        assert_eq!(node.routes.session("c"), None);
+        assert_eq!(node.metrics.snapshot().sessions, 0);
+        assert_eq!(node.metrics.snapshot().subscriptions, 0);
+    }
+
+    #[test]
+    fn idle_state_stays_small() {
+        use std::mem::size_of;
+        // Every session actor is one tokio task allocation rounded up to 128 bytes; with the
+        // actix context (336 bytes) and the task header, a Session of at most 456 bytes keeps
+        // it at 896. A new field that is not needed while the client is idle belongs in a
+        // `Lazy` or a `Box`.
+        assert!(
+            size_of::<Session>() <= 456,
+            "Session: {}",
+            size_of::<Session>()
+        );
+        assert!(size_of::<Client>() <= 48, "Client: {}", size_of::<Client>());
     }
 
     #[actix_rt::test]

@@ -102,8 +102,9 @@ struct PendingAck {
 pub struct Session {
     /// The client id this session belongs to.
     client_id: ClientId,
-    /// Node dependencies (config, routes, registry, metrics, workers).
-    node: Node,
+    /// Node dependencies (config, routes, registry, metrics, workers), shared by every
+    /// session of the node.
+    node: Arc<Node>,
     /// Logger carrying the client id.
     log: Logger,
     /// The attached connection, if the client is online.
@@ -113,13 +114,14 @@ pub struct Session {
     /// Outbound queue and inflight window.
     outbox: Outbox,
     /// Acknowledgements and SUBACK/UNSUBACK waiting for room on the link.
-    control: VecDeque<Outbound>,
+    control: Lazy<VecDeque<Outbound>>,
     /// Filters subscribed, with their options.
-    subscriptions: HashMap<String, Subscription>,
+    subscriptions: Lazy<HashMap<String, Subscription>>,
     /// Inbound QoS 2 packet ids routed and PUBREC'd, awaiting PUBREL.
-    inbound_qos2: HashSet<u16>,
-    /// The will of the current connection.
-    will: Option<LastWill>,
+    inbound_qos2: Lazy<HashSet<u16>>,
+    /// The will of the current connection (boxed: most clients have none, and a will is
+    /// over 400 bytes).
+    will: Option<Box<LastWill>>,
     /// How long the session outlives its connection (zero: it ends with it).
     expiry: Duration,
     /// Pending expiry while offline.
@@ -148,7 +150,7 @@ pub struct Session {
     /// the client are routed after it, so they keep their order.
     route_tail: Option<oneshot::Receiver<()>>,
     /// Acknowledgements waiting for store writes, in PUBLISH order.
-    acks: VecDeque<PendingAck>,
+    acks: Lazy<VecDeque<PendingAck>>,
     /// Serial number of the next pending acknowledgement.
     ack_serial: u64,
     /// Expiry left for a session restored offline, started with the actor.
@@ -158,9 +160,191 @@ pub struct Session {
     full: Arc<AtomicBool>,
 }
 
+/// A collection an idle session does not need: nothing is allocated until it is first used,
+/// and the actor holds 8 bytes instead of the collection's 32 or 48 (every session actor
+/// is one allocation, rounded up to 128 bytes by tokio, so these add up per client). Its
+/// methods are the collection's own that the session uses.
+pub(super) struct Lazy<T>(Option<Box<T>>);
+
+impl<T> Default for Lazy<T> {
+    fn default() -> Self {
+        Lazy(None)
+    }
+}
+
+impl<T: Default> Lazy<T> {
+    /// The collection, created on first use.
+    fn get_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Default::default)
+    }
+}
+
+impl<T> Lazy<VecDeque<T>> {
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().map_or(true, |q| q.is_empty())
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    fn push_back(&mut self, value: T) {
+        self.get_mut().push_back(value);
+    }
+
+    /// The allocation is kept when the queue empties (it is on the publish path).
+    fn pop_front(&mut self) -> Option<T> {
+        self.0.as_mut()?.pop_front()
+    }
+
+    fn front(&self) -> Option<&T> {
+        self.0.as_ref()?.front()
+    }
+
+    // A named type, not `impl Iterator`: the borrow then ends with its last use.
+    fn iter_mut(
+        &mut self,
+    ) -> std::iter::Flatten<std::option::IntoIter<std::collections::vec_deque::IterMut<'_, T>>>
+    {
+        self.0
+            .as_deref_mut()
+            .map(VecDeque::iter_mut)
+            .into_iter()
+            .flatten()
+    }
+
+    /// Empties the queue and frees it.
+    fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl<T: std::hash::Hash + Eq> Lazy<HashSet<T>> {
+    fn contains(&self, value: &T) -> bool {
+        self.0.as_ref().is_some_and(|s| s.contains(value))
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
+
+    fn insert(&mut self, value: T) -> bool {
+        self.get_mut().insert(value)
+    }
+
+    /// The allocation is kept when the set empties (it is on the QoS 2 path).
+    fn remove(&mut self, value: &T) -> bool {
+        self.0.as_mut().is_some_and(|s| s.remove(value))
+    }
+}
+
+impl<V> Lazy<HashMap<String, V>> {
+    pub(super) fn contains_key(&self, key: &str) -> bool {
+        self.0.as_ref().is_some_and(|m| m.contains_key(key))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |m| m.len())
+    }
+
+    /// Adds or replaces the entry of `key`; returns the previous value.
+    pub(super) fn insert(&mut self, key: String, value: V) -> Option<V> {
+        self.0
+            .get_or_insert_with(Default::default)
+            .insert(key, value)
+    }
+
+    /// Removes the entry of `key`; the map is freed with its last entry.
+    pub(super) fn remove(&mut self, key: &str) -> Option<V> {
+        let map = self.0.as_mut()?;
+        let removed = map.remove(key);
+        if map.is_empty() {
+            self.0 = None;
+        }
+        removed
+    }
+
+    /// Every (key, value).
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().flat_map(|m| m.iter())
+    }
+
+    /// Every key.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.iter().map(|(key, _)| key)
+    }
+
+    /// Every key, consuming the map.
+    pub(super) fn into_keys(self) -> Vec<String> {
+        self.0.map_or_else(Vec::new, |m| m.into_keys().collect())
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> FromIterator<(K, V)> for Lazy<HashMap<K, V>> {
+    /// Nothing is allocated for an empty iterator.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let map: HashMap<K, V> = iter.into_iter().collect();
+        Lazy((!map.is_empty()).then(|| Box::new(map)))
+    }
+}
+
+impl<T: std::hash::Hash + Eq> FromIterator<T> for Lazy<HashSet<T>> {
+    /// Nothing is allocated for an empty iterator.
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let set: HashSet<T> = iter.into_iter().collect();
+        Lazy((!set.is_empty()).then(|| Box::new(set)))
+    }
+}
+
+#[cfg(test)]
+mod lazy_tests {
+    use super::Lazy;
+    use std::collections::{HashMap, HashSet, VecDeque};
+
+    #[test]
+    fn lazy_collections_allocate_on_first_use_and_free_when_cleared() {
+        let mut queue: Lazy<VecDeque<u8>> = Lazy::default();
+        assert!(queue.is_empty() && queue.0.is_none());
+        assert_eq!(queue.pop_front(), None);
+        queue.push_back(1);
+        queue.push_back(2);
+        assert_eq!((queue.len(), queue.front()), (2, Some(&1)));
+        for v in queue.iter_mut() {
+            *v += 10;
+        }
+        assert_eq!(queue.pop_front(), Some(11));
+        queue.clear();
+        assert!(queue.is_empty() && queue.0.is_none());
+
+        let mut ids: Lazy<HashSet<u16>> = Vec::new().into_iter().collect();
+        assert!(ids.0.is_none() && !ids.contains(&7) && !ids.remove(&7));
+        assert!(ids.insert(7));
+        assert!(!ids.insert(7));
+        assert_eq!(ids.len(), 1);
+        assert!(ids.remove(&7) && !ids.contains(&7));
+        assert_eq!(ids.len(), 0);
+
+        let mut map: Lazy<HashMap<String, u8>> = [("a".to_string(), 1)].into_iter().collect();
+        assert!(map.contains_key("a") && !map.contains_key("b"));
+        assert_eq!(map.insert("b".into(), 2), None);
+        assert_eq!(map.insert("b".into(), 3), Some(2));
+        let mut keys: Vec<_> = map.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(map.remove("a"), Some(1));
+        assert_eq!(map.remove("b"), Some(3));
+        assert!(map.0.is_none(), "the map is freed with its last entry");
+        assert_eq!(map.len(), 0);
+        map.insert("c".into(), 4);
+        assert_eq!(map.into_keys(), vec!["c".to_string()]);
+    }
+}
+
 impl Session {
-    /// A new, empty, offline session for `client_id`.
-    pub fn new(client_id: ClientId, node: Node) -> Self {
+    /// A new, empty, offline session for `client_id`. `node` is shared by every session of
+    /// the node (the Registry hands out one `Arc`).
+    pub fn new(client_id: ClientId, node: impl Into<Arc<Node>>) -> Self {
+        let node = node.into();
         let log = node.log.new(o!("client_id" => client_id.to_string()));
         let s = &node.config.session;
         let outbox = Outbox::new(Limits {
@@ -174,9 +358,9 @@ impl Session {
             link: None,
             protocol: Protocol::V311,
             outbox,
-            control: VecDeque::new(),
-            subscriptions: HashMap::new(),
-            inbound_qos2: HashSet::new(),
+            control: Lazy::default(),
+            subscriptions: Lazy::default(),
+            inbound_qos2: Lazy::default(),
             will: None,
             expiry: Duration::ZERO,
             expiry_timer: None,
@@ -191,7 +375,7 @@ impl Session {
             lane: Arc::default(),
             refused: None,
             route_tail: None,
-            acks: VecDeque::new(),
+            acks: Lazy::default(),
             ack_serial: 0,
             restored_expiry: None,
             full: Arc::new(AtomicBool::new(false)),
@@ -209,7 +393,11 @@ impl Session {
     /// A session brought back from the store after a restart: offline, with its
     /// subscriptions, queue (messages that were inflight first, resent with DUP) and the
     /// expiry it had left.
-    pub fn restored(client_id: ClientId, node: Node, stored: StoredSession) -> Self {
+    pub fn restored(
+        client_id: ClientId,
+        node: impl Into<Arc<Node>>,
+        stored: StoredSession,
+    ) -> Self {
         let mut session = Session::new(client_id, node);
         let record = stored.record;
         session.protocol = match record.protocol {
@@ -335,7 +523,7 @@ impl Handler<Attach> for Session {
         }
         let options = msg.options;
         self.protocol = msg.link.protocol();
-        self.will = options.will;
+        self.will = options.will.map(Box::new);
         self.expiry = options.expiry;
         self.client_max_packet = options.max_packet_size;
         self.permissions = options.permissions;
@@ -542,7 +730,7 @@ impl Handler<Detached> for Session {
         if msg.publish_will {
             if let Some(will) = will {
                 info!(self.log, "publishing will"; "topic" => %will.topic);
-                let envelope = Envelope::from_will(self.client_id.clone(), will);
+                let envelope = Envelope::from_will(self.client_id.clone(), *will);
                 // Detached from this actor so that a session ending now still publishes it.
                 if let Some(pending) = route(&self.node, envelope, false, None).pending {
                     actix_rt::spawn(pending);

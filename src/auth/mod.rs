@@ -177,6 +177,10 @@ pub struct Security {
     verifications: Arc<Semaphore>,
     /// Hash checked for unknown users, so they cost what a known user costs.
     dummy_hash: String,
+    /// The configured rules compiled once, when they name no `%c`/`%u`: the permissions
+    /// of every client without rules of its own, shared instead of compiled per
+    /// connection.
+    shared: Option<Permissions>,
 }
 
 impl Security {
@@ -200,7 +204,10 @@ impl Security {
         let acl = IpAcl::load(configured.chain(acl));
         let dummy_hash = password::hash(b"fubar dummy password", settings.cost)
             .map_err(|e| ConfigError::Invalid("auth.hash_memory_kib", e.to_string()))?;
+        let shared = Permissions::compile_shared(&settings.rules, settings.default_policy)
+            .map(|p| p.with_disconnect_on_denied(settings.disconnect_on_denied));
         Ok(Security {
+            shared,
             limiter: Mutex::new(RateLimiter::new(
                 settings.connect_rate,
                 settings.connect_burst,
@@ -379,11 +386,16 @@ impl Gate {
     ) -> Result<Principal, AuthFailure> {
         let settings = &self.security.settings;
         if !settings.enabled {
-            return Ok(Principal::anonymous(None, settings));
+            return Ok(Principal::anonymous(None, settings, None));
         }
         let username = match connect.username.as_deref() {
             None if self.trusted => {
-                return Ok(Principal::anonymous(Some(settings.rules.clone()), settings))
+                let shared = self.security.shared.clone();
+                return Ok(Principal::anonymous(
+                    Some(settings.rules.clone()),
+                    settings,
+                    shared,
+                ));
             }
             // Untrusted peers are looked up even without a username (as ""), so a refusal
             // always costs one verification.
@@ -398,10 +410,16 @@ impl Gate {
             .get(username)
             .map(|a| a.rules.clone())
             .unwrap_or_else(|| Arc::from(Vec::new()));
+        let shared = if own.is_empty() {
+            self.security.shared.clone()
+        } else {
+            None
+        };
         Ok(Principal {
             username: Some(Arc::from(username)),
             own_rules: own,
             rules: Some(settings.rules.clone()),
+            shared,
             default_policy: settings.default_policy,
             disconnect_on_denied: settings.disconnect_on_denied,
         })
@@ -417,16 +435,24 @@ pub struct Principal {
     own_rules: Arc<[TopicRule]>,
     /// The configured rules; `None` = no rules at all (authentication disabled).
     rules: Option<Arc<[TopicRule]>>,
+    /// `rules` compiled once for every client, when this one has no rules of its own and
+    /// the configured ones name no `%c`/`%u`.
+    shared: Option<Permissions>,
     default_policy: Access,
     disconnect_on_denied: bool,
 }
 
 impl Principal {
-    fn anonymous(rules: Option<Arc<[TopicRule]>>, settings: &Settings) -> Principal {
+    fn anonymous(
+        rules: Option<Arc<[TopicRule]>>,
+        settings: &Settings,
+        shared: Option<Permissions>,
+    ) -> Principal {
         Principal {
             username: None,
             own_rules: Arc::from(Vec::new()),
             rules,
+            shared,
             default_policy: settings.default_policy,
             disconnect_on_denied: settings.disconnect_on_denied,
         }
@@ -447,11 +473,13 @@ impl Principal {
         self.disconnect_on_denied
     }
 
-    /// The permissions of this principal connected as `client_id`.
+    /// The permissions of this principal connected as `client_id` (shared with other
+    /// clients when they cannot differ).
     pub fn permissions(&self, client_id: &str) -> Permissions {
-        match &self.rules {
-            None => Permissions::allow_all(),
-            Some(rules) => Permissions::compile(
+        match (&self.rules, &self.shared) {
+            (None, _) => Permissions::allow_all(),
+            (Some(_), Some(shared)) => shared.clone(),
+            (Some(rules), None) => Permissions::compile(
                 self.own_rules.iter().chain(rules.iter()),
                 self.default_policy,
                 client_id,
@@ -595,6 +623,7 @@ mod tests {
             username: Some(Arc::from("dev")),
             own_rules: security.read_rules("dev"),
             rules: Some(security.settings.rules.clone()),
+            shared: None,
             default_policy: Access::Deny,
             disconnect_on_denied: false,
         };
@@ -603,6 +632,51 @@ mod tests {
         assert!(!perms.may_publish("clients/d2/x"));
         assert!(perms.may_subscribe("public/+"));
         assert!(!perms.may_subscribe("clients/d1/x"));
+    }
+
+    #[tokio::test]
+    async fn clients_without_own_rules_share_the_compiled_configured_rules() {
+        let mut cfg = cheap();
+        cfg.rules = vec!["deny publish secret/#".into()];
+        let security = Arc::new(Security::new(&cfg).unwrap());
+        security.set_account("plain", b"pw", vec![]).unwrap();
+        let own = vec!["allow publish mine/#".parse().unwrap()];
+        security.set_account("owner", b"pw", own).unwrap();
+        let gate = security.admit(peer("127.0.0.1")).unwrap();
+        let login = |user| connect(user, user.map(|_| "pw"));
+        let anon = gate.authenticate(&login(None), LIMIT).await.unwrap();
+        let plain = gate
+            .authenticate(&login(Some("plain")), LIMIT)
+            .await
+            .unwrap();
+        let owner = gate
+            .authenticate(&login(Some("owner")), LIMIT)
+            .await
+            .unwrap();
+        let (a, b, c) = (
+            anon.permissions("c1"),
+            plain.permissions("c2"),
+            owner.permissions("c3"),
+        );
+        assert!(a.shares_rules_with(&b));
+        assert!(!a.shares_rules_with(&c));
+        for p in [&a, &b, &c] {
+            assert!(!p.may_publish("secret/x"));
+            assert!(p.may_publish("open/x"));
+        }
+        assert!(c.may_publish("mine/x"));
+        // A placeholder makes the rules personal: compiled per client, still correct.
+        cfg.rules = vec!["allow publish clients/%c/#".into()];
+        cfg.default_policy = "deny".into();
+        let security = Arc::new(Security::new(&cfg).unwrap());
+        let gate = security.admit(peer("127.0.0.1")).unwrap();
+        let anon = gate.authenticate(&login(None), LIMIT).await.unwrap();
+        let (x, y) = (anon.permissions("x"), anon.permissions("y"));
+        assert!(!x.shares_rules_with(&y));
+        assert!(x.may_publish("clients/x/t") && !x.may_publish("clients/y/t"));
+        assert!(y.may_publish("clients/y/t"));
+        // No rules at all: one shared empty list.
+        assert!(Permissions::allow_all().shares_rules_with(&Permissions::allow_all()));
     }
 
     impl Security {

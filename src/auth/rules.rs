@@ -25,7 +25,7 @@ use crate::topic::{matches, validate_topic_filter};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,14 +181,37 @@ impl Default for Permissions {
     }
 }
 
+/// The empty rule list, shared by every connection without rules (an `Arc` of an empty
+/// slice still costs an allocation per copy made with `Arc::from`).
+fn no_rules() -> Arc<[Compiled]> {
+    static EMPTY: OnceLock<Arc<[Compiled]>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from(Vec::new())).clone()
+}
+
 impl Permissions {
     /// Everything allowed (authentication disabled, or no rules at all).
     pub fn allow_all() -> Permissions {
         Permissions {
-            rules: Arc::from(Vec::new()),
+            rules: no_rules(),
             default: Access::Allow,
             disconnect_on_denied: false,
         }
+    }
+
+    /// Compiles `rules` once for every client when none of them names `%c` or `%u` (the
+    /// result is then the same for every client id and username, and cloning it shares
+    /// it); `None` when one does.
+    pub fn compile_shared(rules: &[TopicRule], default: Access) -> Option<Permissions> {
+        let personal = |rule: &TopicRule| rule.filter.contains("%c") || rule.filter.contains("%u");
+        if rules.iter().any(personal) {
+            return None;
+        }
+        Some(Permissions::compile(rules, default, "", None))
+    }
+
+    /// True when `self` and `other` share one compiled rule list.
+    pub fn shares_rules_with(&self, other: &Permissions) -> bool {
+        Arc::ptr_eq(&self.rules, &other.rules)
     }
 
     /// Compiles `rules` (tried in order, then `default`) for a client id and username.
@@ -229,7 +252,11 @@ impl Permissions {
             })
             .collect();
         Permissions {
-            rules: Arc::from(compiled),
+            rules: if compiled.is_empty() {
+                no_rules()
+            } else {
+                Arc::from(compiled)
+            },
             default,
             disconnect_on_denied: false,
         }
