@@ -2,31 +2,56 @@
 //!
 //! The transport creates a link per connection with [`link`]: the session side
 //! ([`ClientLink`]) is handed to the session in `Attach`, the transport keeps the other end
-//! ([`LinkEnd`]). Packets travel through a **bounded** channel to the connection's writer
-//! task, so a client that does not read cannot make the broker buffer without limit: when the
-//! channel is full the session keeps messages in its own bounded queue and waits for room.
-//! A separate close signal lets the session end the connection (takeover, shutdown) even
-//! when the packet channel is full. Every link carries the connection's [`Epoch`], so a
-//! session can tell a stale connection's messages from the current one's.
+//! ([`LinkEnd`]). Both share one small *outlet*: a buffer of packets **already encoded** for
+//! the wire, a close request and the connection task's waker, under one mutex.
 //!
-//! Nothing here knows about sockets: TCP, TLS and WebSocket connections all use this type.
+//! - Producers (the session through its [`ClientLink`], Topics through a session's
+//!   [`Lane`], the connection itself for CONNACK and PINGRESP) encode straight into the
+//!   buffer. Only the first packet after the connection took the buffer wakes the
+//!   connection's task (the waker is taken out of the outlet), so many deliveries between
+//!   two writes cost one wake-up and go out in one write call (write-combining).
+//! - The connection swaps the buffer for its own empty one under the lock and writes it
+//!   outside the lock; the two buffers alternate, so a busy connection does not allocate,
+//!   and a connection with nothing to write keeps at most one small buffer.
+//! - The buffer is **bounded** ([`LINK_CAPACITY`] bytes): a client that does not read cannot
+//!   make the broker buffer without limit. When it is full, [`ClientLink::try_send`] and
+//!   [`ClientLink::try_reserve`] fail with `Full`, the session keeps messages in its own
+//!   bounded queue and waits for room with [`ClientLink::reserve`] (woken when the
+//!   connection takes the buffer, no polling). A reservation ([`Permit`]) always succeeds,
+//!   so the bound may be overshot by the packets reserved before it was reached.
+//! - A close request lets the session end the connection (takeover, shutdown) even when
+//!   the buffer is full; the last [`ClientLink`] being dropped means the session is gone.
+//!
+//! Every link carries the connection's [`Epoch`], so a session can tell a stale
+//! connection's messages from the current one's. Nothing here knows about sockets: TCP, TLS
+//! and WebSocket connections all use this type.
 //!
 //! A session also owns a [`Lane`]: the Topics it subscribes to put QoS 0 messages straight
 //! on its link through it, without a message to the session actor, while the session has
 //! nothing of its own waiting for that link (see [`Lane`] for why order is kept).
 
 use super::outbox::Outgoing;
-use crate::codec::{Packet, Protocol, PubResp};
+use crate::codec::{self, EncodeError, Packet, Protocol, PubResp};
+use bytes::BytesMut;
 use std::fmt;
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
-use tokio::sync::{mpsc, watch};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use tokio::sync::Notify;
 
-/// Packets a link buffers before the session has to queue on its side.
-pub const LINK_CAPACITY: usize = 128;
+/// Bytes of encoded packets a link buffers before producers have to wait (the session
+/// queues on its side, a [`Lane`] closes). The connection may be writing one more such
+/// buffer at the same time.
+pub const LINK_CAPACITY: usize = 64 * 1024;
 
-/// One item for a connection's writer, kept small (a few words) because every
-/// connection's channel holds up to [`LINK_CAPACITY`] of them: PUBLISH packets are built
+/// An empty buffer of at most this many bytes is kept by an idle link; larger ones are
+/// given back, so an idle connection holds (almost) nothing.
+const IDLE_BUFFER: usize = 512;
+
+/// One packet for a connection, kept small (a few words): PUBLISH packets are built from
+/// the shared envelope only when encoded into the link, and rare packets are boxed.
 /// from the shared envelope only when written, and rare packets are boxed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
@@ -165,44 +190,389 @@ pub enum CloseReason {
     },
 }
 
-/// The session's handle on its connection. Cloning it is cheap.
-#[derive(Debug, Clone)]
-pub struct ClientLink {
+/// What a link's two ends share (see the module documentation).
+struct Outlet {
     epoch: Epoch,
     protocol: Protocol,
-    packets: mpsc::Sender<Outbound>,
-    close: watch::Sender<Option<CloseReason>>,
+    state: Mutex<OutletState>,
+    /// Producers waiting for room ([`ClientLink::reserve`]).
+    room: Notify,
 }
 
-/// The transport's end of a link.
+#[derive(Default)]
+struct OutletState {
+    /// Encoded packets not taken by the connection yet.
+    buf: BytesMut,
+    /// Bytes `buf` may hold before producers have to wait.
+    limit: usize,
+    /// The connection task, while it waits for something to write; taken by the first
+    /// producer that wakes it. A connection busy writing (its socket full) is not in here,
+    /// so producers do not wake it for nothing.
+    waker: Option<Waker>,
+    /// The connection task, for a close request or the session's end.
+    signal_waker: Option<Waker>,
+    /// The session asked the connection to close.
+    close: Option<CloseReason>,
+    /// Live [`ClientLink`] handles; none left means the session is gone.
+    links: usize,
+    /// The connection takes no more packets.
+    ended: bool,
+    /// A producer waits for room: the next take notifies [`Outlet::room`].
+    room_wanted: bool,
+    /// Packets that could not be encoded and were skipped.
+    skipped: u32,
+}
+
+impl fmt::Debug for Outlet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outlet")
+            .field("epoch", &self.epoch)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outlet {
+    fn lock(&self) -> MutexGuard<'_, OutletState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Encodes `packet` into the buffer (the caller checked room and that the link is
+    /// open) and returns the connection's waker if it must be woken.
+    fn put(&self, state: &mut OutletState, packet: Outbound) -> Option<Waker> {
+        let mark = state.buf.len();
+        if encode_outbound(packet, self.protocol, &mut state.buf).is_err() {
+            state.buf.truncate(mark);
+            state.skipped = state.skipped.saturating_add(1);
+        }
+        state.waker.take()
+    }
+
+    /// Queues `packet` if the link has room.
+    fn try_send(&self, packet: Outbound) -> Result<(), SendError> {
+        let mut state = self.lock();
+        if state.ended {
+            return Err(SendError::Closed);
+        }
+        if state.buf.len() >= state.limit {
+            return Err(SendError::Full(packet));
+        }
+        let waker = self.put(&mut state, packet);
+        drop(state);
+        wake(waker);
+        Ok(())
+    }
+
+    /// Queues a QoS 0 PUBLISH if the link is open and has room; gives it back otherwise.
+    fn offer(&self, message: Outgoing) -> Result<(), Outgoing> {
+        let mut state = self.lock();
+        if state.ended || state.buf.len() >= state.limit {
+            return Err(message);
+        }
+        let packet = Outbound::Publish {
+            message,
+            dup: false,
+            packet_id: None,
+        };
+        let waker = self.put(&mut state, packet);
+        drop(state);
+        wake(waker);
+        Ok(())
+    }
+
+    /// Queues `packet` whatever the buffer holds (room was reserved), unless the link ended.
+    fn push(&self, packet: Outbound) {
+        let mut state = self.lock();
+        if state.ended {
+            return;
+        }
+        let waker = self.put(&mut state, packet);
+        drop(state);
+        wake(waker);
+    }
+
+    /// Whether a packet could be queued now.
+    fn room(&self) -> Result<(), ReserveError> {
+        let state = self.lock();
+        if state.ended {
+            Err(ReserveError::Closed)
+        } else if state.buf.len() >= state.limit {
+            Err(ReserveError::Full)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits until a packet can be queued; fails when the link ended.
+    async fn wait_for_room(&self) -> Result<(), ReserveError> {
+        loop {
+            let mut notified = pin!(self.room.notified());
+            // Registered before the check, so a take between the check and the wait is
+            // not missed.
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.ended {
+                    return Err(ReserveError::Closed);
+                }
+                if state.buf.len() < state.limit {
+                    return Ok(());
+                }
+                state.room_wanted = true;
+            }
+            notified.await;
+        }
+    }
+
+    /// Ends the link: no packet is taken any more and waiting producers fail. Returns what
+    /// was still buffered.
+    fn end(&self) -> BytesMut {
+        let mut state = self.lock();
+        state.ended = true;
+        state.waker = None;
+        state.signal_waker = None;
+        let rest = std::mem::take(&mut state.buf);
+        drop(state);
+        self.room.notify_waiters();
+        rest
+    }
+}
+
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// Encodes one packet for a connection speaking `protocol`. An MQTT 3.x PUBLISH is written
+/// straight from the shared message, without building a [`Packet`].
+fn encode_outbound(
+    packet: Outbound,
+    protocol: Protocol,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    match packet {
+        Outbound::Publish {
+            message,
+            dup,
+            packet_id,
+        } if protocol != Protocol::V5 => codec::encode_publish_v3(
+            message.envelope.topic.as_str(),
+            &message.envelope.payload,
+            message.qos,
+            message.retain,
+            dup,
+            packet_id,
+            out,
+        ),
+        packet => codec::encode(&packet.into_packet_for(protocol), protocol, out),
+    }
+}
+
+/// The session's handle on its connection. Cloning it is cheap.
+#[derive(Debug)]
+pub struct ClientLink {
+    outlet: Arc<Outlet>,
+}
+
+impl Clone for ClientLink {
+    fn clone(&self) -> Self {
+        self.outlet.lock().links += 1;
+        ClientLink {
+            outlet: self.outlet.clone(),
+        }
+    }
+}
+
+impl Drop for ClientLink {
+    fn drop(&mut self) {
+        let mut state = self.outlet.lock();
+        state.links = state.links.saturating_sub(1);
+        if state.links == 0 {
+            // The session is gone: the connection hears it.
+            let waker = state.signal_waker.take();
+            drop(state);
+            wake(waker);
+        }
+    }
+}
+
+/// The transport's end of a link: the connection takes the encoded packets from it, hears
+/// close requests through it and writes its own replies (CONNACK, PINGRESP) into it.
 #[derive(Debug)]
 pub struct LinkEnd {
-    /// Packets to write, in order.
-    pub packets: mpsc::Receiver<Outbound>,
-    /// Set once when the session wants the connection closed; the sender side disappearing
-    /// means the session itself is gone.
-    pub close: watch::Receiver<Option<CloseReason>>,
-    /// A sender into the same packet channel, for replies the connection writes itself
-    /// (CONNACK, PINGRESP).
-    pub replies: mpsc::Sender<Outbound>,
+    outlet: Arc<Outlet>,
 }
 
-/// Creates a link for a connection speaking `protocol`.
+/// What the session told the connection through the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// The session asked the connection to close.
+    Close(CloseReason),
+    /// The session is gone (its last [`ClientLink`] was dropped).
+    SessionGone,
+}
+
+/// Creates a link for a connection speaking `protocol`, buffering at most `capacity`
+/// bytes of encoded packets before producers have to wait.
 pub fn link(epoch: Epoch, protocol: Protocol, capacity: usize) -> (ClientLink, LinkEnd) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let (close_tx, close_rx) = watch::channel(None);
-    let end = LinkEnd {
-        packets: rx,
-        close: close_rx,
-        replies: tx.clone(),
-    };
-    let link = ClientLink {
+    let outlet = Arc::new(Outlet {
         epoch,
         protocol,
-        packets: tx,
-        close: close_tx,
+        state: Mutex::new(OutletState {
+            limit: capacity.max(1),
+            links: 1,
+            ..Default::default()
+        }),
+        room: Notify::new(),
+    });
+    let end = LinkEnd {
+        outlet: outlet.clone(),
     };
-    (link, end)
+    (ClientLink { outlet }, end)
+}
+
+impl LinkEnd {
+    /// Waits for encoded packets: when some are buffered, swaps them into `out` (which must
+    /// be empty; its capacity becomes the link's next buffer) and returns `Ready`. With
+    /// nothing to write it keeps at most one small buffer and registers the task's waker.
+    pub fn poll_take(&self, cx: &mut Context<'_>, out: &mut BytesMut) -> Poll<()> {
+        debug_assert!(out.is_empty());
+        let mut state = self.outlet.lock();
+        if !state.buf.is_empty() {
+            std::mem::swap(&mut state.buf, out);
+            if state.buf.capacity() > LINK_CAPACITY * 2 {
+                state.buf = BytesMut::new();
+            }
+            let notify = std::mem::take(&mut state.room_wanted);
+            drop(state);
+            if notify {
+                self.outlet.room.notify_waiters();
+            }
+            return Poll::Ready(());
+        }
+        // Idle: one small buffer is kept (in the link, where the next packet goes).
+        if state.buf.capacity() > IDLE_BUFFER {
+            state.buf = BytesMut::new();
+        }
+        let spare = std::mem::take(out);
+        if state.buf.capacity() == 0 && spare.capacity() <= IDLE_BUFFER {
+            state.buf = spare;
+        }
+        register(&mut state.waker, cx);
+        Poll::Pending
+    }
+
+    /// Waits for a close request or the session's end.
+    pub fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
+        let mut state = self.outlet.lock();
+        if let Some(reason) = state.close {
+            return Poll::Ready(Signal::Close(reason));
+        }
+        if state.links == 0 {
+            return Poll::Ready(Signal::SessionGone);
+        }
+        register(&mut state.signal_waker, cx);
+        Poll::Pending
+    }
+
+    /// Waits for a close request or the session's end.
+    pub async fn signal(&self) -> Signal {
+        poll_fn(|cx| self.poll_signal(cx)).await
+    }
+
+    /// The close request, if the session made one.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.outlet.lock().close
+    }
+
+    /// Queues a reply of the connection's own if there is room.
+    pub fn try_send(&self, packet: Outbound) -> Result<(), SendError> {
+        self.outlet.try_send(packet)
+    }
+
+    /// Queues a reply of the connection's own, waiting for room first.
+    pub async fn send(&self, packet: Outbound) -> Result<(), ReserveError> {
+        self.outlet.wait_for_room().await?;
+        self.outlet.push(packet);
+        Ok(())
+    }
+
+    /// Ends the link: producers get `Closed` from now on. Returns the packets still
+    /// buffered, to be written last.
+    pub fn end(&self) -> BytesMut {
+        self.outlet.end()
+    }
+
+    /// Packets that could not be encoded and were skipped so far.
+    pub fn skipped(&self) -> u32 {
+        self.outlet.lock().skipped
+    }
+
+    /// The next packet written to the link, decoded (for tests that play the connection).
+    #[cfg(test)]
+    pub async fn recv(&mut self) -> Option<Packet> {
+        poll_fn(|cx| {
+            let mut state = self.outlet.lock();
+            match codec::decode(&mut state.buf, self.outlet.protocol, usize::MAX) {
+                Ok(Some(packet)) => {
+                    let notify = std::mem::take(&mut state.room_wanted);
+                    drop(state);
+                    if notify {
+                        self.outlet.room.notify_waiters();
+                    }
+                    Poll::Ready(Some(packet))
+                }
+                Ok(None) if state.ended => Poll::Ready(None),
+                Ok(None) => {
+                    register(&mut state.waker, cx);
+                    Poll::Pending
+                }
+                Err(e) => panic!("undecodable link contents: {e}"),
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for LinkEnd {
+    fn drop(&mut self) {
+        self.outlet.end();
+    }
+}
+
+/// Keeps the task's waker in `slot` (cloned only when it changed).
+fn register(slot: &mut Option<Waker>, cx: &mut Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// Room for one packet on a link, reserved by [`ClientLink::try_reserve`].
+#[derive(Debug)]
+pub struct Permit<'a> {
+    outlet: &'a Outlet,
+}
+
+impl Permit<'_> {
+    /// Queues the packet in the reserved room (dropped if the link ended meanwhile).
+    pub fn send(self, packet: Outbound) {
+        self.outlet.push(packet);
+    }
+}
+
+/// Room for one packet on a link, reserved by [`ClientLink::reserve`].
+#[derive(Debug)]
+pub struct OwnedPermit {
+    link: ClientLink,
+}
+
+impl OwnedPermit {
+    /// Queues the packet in the reserved room (dropped if the link ended meanwhile).
+    pub fn send(self, packet: Outbound) {
+        self.link.outlet.push(packet);
+    }
 }
 
 /// A session's fast lane: how a Topic puts a QoS 0 message straight on the subscriber's
@@ -229,8 +599,8 @@ pub struct Lane {
 
 #[derive(Debug, Default)]
 struct LaneState {
-    /// The attached connection's channel.
-    link: Option<(Epoch, mpsc::Sender<Outbound>)>,
+    /// The attached connection's outlet.
+    link: Option<Arc<Outlet>>,
     /// The session has nothing waiting for the link.
     open: bool,
     /// Messages handed to the session's mailbox through this lane and not settled yet.
@@ -243,15 +613,12 @@ impl Lane {
     /// mailbox (which then calls [`Lane::settled`]).
     pub fn try_deliver(&self, message: Outgoing) -> Result<(), Outgoing> {
         let mut state = self.lock();
+        let mut message = message;
         if state.open && state.pending == 0 {
-            if let Some((_, packets)) = &state.link {
-                if let Ok(permit) = packets.try_reserve() {
-                    permit.send(Outbound::Publish {
-                        message,
-                        dup: false,
-                        packet_id: None,
-                    });
-                    return Ok(());
+            if let Some(outlet) = &state.link {
+                match outlet.offer(message) {
+                    Ok(()) => return Ok(()),
+                    Err(back) => message = back,
                 }
                 // Full (or closing): the session's queue takes over until it is idle again.
                 state.open = false;
@@ -279,8 +646,8 @@ impl Lane {
         let mut state = self.lock();
         match link {
             Some(link) => {
-                if state.link.as_ref().map(|(epoch, _)| *epoch) != Some(link.epoch) {
-                    state.link = Some((link.epoch, link.packets.clone()));
+                if state.link.as_ref().map(|outlet| outlet.epoch) != Some(link.epoch()) {
+                    state.link = Some(link.outlet.clone());
                 }
                 state.open = idle;
             }
@@ -297,7 +664,7 @@ impl Lane {
         state.open && state.pending == 0 && state.link.is_some()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+    fn lock(&self) -> MutexGuard<'_, LaneState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -305,7 +672,7 @@ impl Lane {
 /// A packet could not be queued on a link.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendError {
-    /// The channel is full; the item is handed back.
+    /// The link is full; the item is handed back.
     Full(Outbound),
     /// The connection is gone.
     Closed,
@@ -314,7 +681,7 @@ pub enum SendError {
 /// No room could be reserved on a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReserveError {
-    /// The channel is full.
+    /// The link is full.
     Full,
     /// The connection is gone.
     Closed,
@@ -323,59 +690,97 @@ pub enum ReserveError {
 impl ClientLink {
     /// The connection's epoch.
     pub fn epoch(&self) -> Epoch {
-        self.epoch
+        self.outlet.epoch
     }
 
     /// The protocol level the client speaks.
     pub fn protocol(&self) -> Protocol {
-        self.protocol
+        self.outlet.protocol
     }
 
     /// Queues a packet if there is room.
     pub fn try_send(&self, packet: Outbound) -> Result<(), SendError> {
-        self.packets.try_send(packet).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(p) => SendError::Full(p),
-            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-        })
+        self.outlet.try_send(packet)
     }
 
     /// Reserves room for one packet if there is some.
-    pub fn try_reserve(&self) -> Result<mpsc::Permit<'_, Outbound>, ReserveError> {
-        self.packets.try_reserve().map_err(|e| match e {
-            mpsc::error::TrySendError::Full(()) => ReserveError::Full,
-            mpsc::error::TrySendError::Closed(()) => ReserveError::Closed,
+    pub fn try_reserve(&self) -> Result<Permit<'_>, ReserveError> {
+        self.outlet.room()?;
+        Ok(Permit {
+            outlet: &self.outlet,
         })
     }
 
     /// Waits for room for one packet; fails when the connection is gone.
-    pub async fn reserve(self) -> Result<mpsc::OwnedPermit<Outbound>, ReserveError> {
-        self.packets
-            .reserve_owned()
-            .await
-            .map_err(|_| ReserveError::Closed)
+    pub async fn reserve(self) -> Result<OwnedPermit, ReserveError> {
+        self.outlet.wait_for_room().await?;
+        Ok(OwnedPermit { link: self })
     }
 
     /// Asks the connection to close. Idempotent; the first reason wins.
     pub fn close(&self, reason: CloseReason) {
-        self.close.send_if_modified(|current| {
-            if current.is_none() {
-                *current = Some(reason);
-                true
-            } else {
-                false
-            }
-        });
+        let mut state = self.outlet.lock();
+        if state.close.is_some() {
+            return;
+        }
+        state.close = Some(reason);
+        let waker = state.signal_waker.take();
+        drop(state);
+        wake(waker);
     }
 
-    /// True once the connection has stopped reading packets.
+    /// True once the connection has stopped taking packets.
     pub fn is_closed(&self) -> bool {
-        self.packets.is_closed()
+        self.outlet.lock().ended
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::envelope::Envelope;
+    use crate::codec::QoS;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Counter>, Waker) {
+        let counter = Arc::new(Counter::default());
+        (counter.clone(), Waker::from(counter))
+    }
+
+    fn message(i: u16) -> Outgoing {
+        let publish = codec::Publish {
+            topic: "t".into(),
+            payload: i.to_be_bytes().to_vec().into(),
+            ..Default::default()
+        };
+        Outgoing {
+            envelope: Envelope::from_publish(crate::actors::ClientId::from("p"), publish),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            subscription_ids: Vec::new(),
+            seq: None,
+        }
+    }
+
+    fn decode_all(mut bytes: BytesMut, protocol: Protocol) -> Vec<Packet> {
+        let mut out = Vec::new();
+        while let Some(p) = codec::decode(&mut bytes, protocol, usize::MAX).unwrap() {
+            out.push(p);
+        }
+        assert!(bytes.is_empty());
+        out
+    }
 
     #[test]
     fn epochs_increase() {
@@ -384,15 +789,18 @@ mod tests {
         assert!(b > a);
     }
 
-    #[test]
-    fn full_link_hands_the_packet_back() {
+    #[tokio::test]
+    async fn full_link_hands_the_packet_back() {
         let (link, mut end) = link(Epoch::next(), Protocol::V311, 1);
         assert_eq!(link.try_send(Outbound::PingResp), Ok(()));
         let ack = Outbound::ack(AckKind::PubAck, 1, 0);
         assert_eq!(link.try_send(ack.clone()), Err(SendError::Full(ack)));
-        assert_eq!(end.packets.try_recv().ok(), Some(Outbound::PingResp));
+        assert!(matches!(link.try_reserve(), Err(ReserveError::Full)));
+        assert_eq!(end.recv().await, Some(Packet::PingResp));
+        assert!(link.try_reserve().is_ok());
         drop(end);
         assert_eq!(link.try_send(Outbound::PingResp), Err(SendError::Closed));
+        assert!(link.is_closed());
     }
 
     #[test]
@@ -413,10 +821,159 @@ mod tests {
     }
 
     #[test]
-    fn first_close_reason_wins() {
+    fn first_close_reason_wins_and_wakes_the_connection() {
         let (link, end) = link(Epoch::next(), Protocol::V5, 4);
+        let (wakes, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert!(end.poll_signal(&mut cx).is_pending());
         link.close(CloseReason::TakenOver);
         link.close(CloseReason::ServerShutdown);
-        assert_eq!(*end.close.borrow(), Some(CloseReason::TakenOver));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(end.close_reason(), Some(CloseReason::TakenOver));
+        assert_eq!(
+            end.poll_signal(&mut cx),
+            Poll::Ready(Signal::Close(CloseReason::TakenOver))
+        );
+    }
+
+    #[test]
+    fn a_connection_busy_writing_is_not_woken_by_producers() {
+        let (link, end) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
+        let (wakes, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        // Waiting for a close request only (its socket is full, it is not taking packets).
+        assert!(end.poll_signal(&mut cx).is_pending());
+        for _ in 0..10 {
+            link.try_send(Outbound::PingResp).unwrap();
+        }
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        link.close(CloseReason::ServerShutdown);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_last_dropped_handle_means_the_session_is_gone() {
+        let (link, end) = link(Epoch::next(), Protocol::V311, 4);
+        let (wakes, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        let copy = link.clone();
+        drop(link);
+        assert!(end.poll_signal(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        drop(copy);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(end.poll_signal(&mut cx), Poll::Ready(Signal::SessionGone));
+    }
+
+    #[test]
+    fn deliveries_between_two_takes_cost_one_wake_and_one_buffer() {
+        let (link, end) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
+        let lane = Lane::default();
+        lane.sync(Some(&link), true);
+        let (wakes, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        let mut out = BytesMut::new();
+        assert!(end.poll_take(&mut cx, &mut out).is_pending());
+        for i in 0..100 {
+            assert_eq!(lane.try_deliver(message(i)), Ok(()));
+        }
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "one wake for 100 packets"
+        );
+        assert!(end.poll_take(&mut cx, &mut out).is_ready());
+        let payloads: Vec<u16> = decode_all(out.split(), Protocol::V311)
+            .into_iter()
+            .map(|p| match p {
+                Packet::Publish(p) => u16::from_be_bytes([p.payload[0], p.payload[1]]),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(payloads, (0..100).collect::<Vec<_>>());
+        // The next packet after a take wakes the connection again.
+        assert!(end.poll_take(&mut cx, &mut out).is_pending());
+        link.try_send(Outbound::PingResp).unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_idle_link_keeps_at_most_one_small_buffer() {
+        let (link, end) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
+        let (_, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        let mut out = BytesMut::new();
+        for _ in 0..200 {
+            link.try_send(Outbound::packet(Packet::Publish(codec::Publish {
+                topic: "a/b".into(),
+                payload: vec![7; 100].into(),
+                ..Default::default()
+            })))
+            .unwrap();
+        }
+        assert!(end.poll_take(&mut cx, &mut out).is_ready());
+        assert!(out.len() > IDLE_BUFFER);
+        out.clear();
+        assert!(end.poll_take(&mut cx, &mut out).is_pending());
+        assert_eq!(out.capacity(), 0, "the large buffer is given back");
+        assert!(end.outlet.lock().buf.capacity() <= IDLE_BUFFER);
+    }
+
+    #[tokio::test]
+    async fn reserve_waits_for_the_connection_to_take_the_buffer() {
+        let (link, end) = link(Epoch::next(), Protocol::V311, 2);
+        link.try_send(Outbound::PingResp).unwrap();
+        let waiting = tokio::spawn(link.clone().reserve());
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        let mut out = BytesMut::new();
+        poll_fn(|cx| end.poll_take(cx, &mut out)).await;
+        let permit = tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+            .await
+            .expect("room in time")
+            .expect("task")
+            .expect("link open");
+        permit.send(Outbound::ack(AckKind::PubAck, 3, 0));
+        let mut next = BytesMut::new();
+        poll_fn(|cx| end.poll_take(cx, &mut next)).await;
+        assert_eq!(
+            decode_all(next, Protocol::V311),
+            vec![Packet::PubAck(PubResp::new(3))]
+        );
+        // An ended link fails a waiting reservation.
+        link.try_send(Outbound::PingResp).unwrap();
+        let waiting = tokio::spawn(link.clone().reserve());
+        tokio::task::yield_now().await;
+        let rest = end.end();
+        assert_eq!(rest.len(), 2);
+        assert!(matches!(
+            waiting.await.expect("task"),
+            Err(ReserveError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_full_link_closes_the_lane() {
+        let (link, end) = link(Epoch::next(), Protocol::V5, 1);
+        let lane = Lane::default();
+        lane.sync(Some(&link), true);
+        assert!(lane.is_open());
+        assert_eq!(lane.try_deliver(message(1)), Ok(()));
+        assert_eq!(lane.try_deliver(message(2)), Err(message(2)));
+        assert!(!lane.is_open());
+        lane.settled();
+        let (_, waker) = counting();
+        let mut out = BytesMut::new();
+        assert!(end
+            .poll_take(&mut Context::from_waker(&waker), &mut out)
+            .is_ready());
+        match &decode_all(out, Protocol::V5)[..] {
+            [Packet::Publish(p)] => assert_eq!(p.payload.as_ref(), 1u16.to_be_bytes()),
+            other => panic!("{other:?}"),
+        }
+        // Reopened only by the session.
+        assert!(!lane.is_open());
+        lane.sync(Some(&link), true);
+        assert!(lane.is_open());
     }
 }

@@ -74,7 +74,7 @@ pub struct Node {
 /// arbiter) and a fake connection.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::link::{LinkEnd, Outbound, LINK_CAPACITY};
+    use super::link::{LinkEnd, LINK_CAPACITY};
     use super::registry::OpenSession;
     use super::session::{Attach, AttachOptions};
     use super::*;
@@ -164,19 +164,16 @@ pub(crate) mod testing {
 
     /// The next packet written to a link, within a second.
     pub async fn next(end: &mut LinkEnd) -> Packet {
-        tokio::time::timeout(Duration::from_secs(1), end.packets.recv())
+        tokio::time::timeout(Duration::from_secs(1), end.recv())
             .await
             .expect("a packet in time")
-            .map(Outbound::into_packet)
             .expect("link open")
     }
 
     /// Asserts that nothing is written to a link for a while.
     pub async fn nothing(end: &mut LinkEnd) {
-        if let Ok(Some(p)) =
-            tokio::time::timeout(Duration::from_millis(100), end.packets.recv()).await
-        {
-            panic!("unexpected packet {:?}", p.into_packet());
+        if let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(100), end.recv()).await {
+            panic!("unexpected packet {p:?}");
         }
     }
 }

@@ -860,7 +860,7 @@ mod tests {
         let (new, _, _) = attach(&node, "c", true, AttachOptions::default()).await;
         assert_ne!(old, new);
         assert_eq!(
-            *old_end.close.borrow(),
+            old_end.close_reason(),
             Some(crate::actors::CloseReason::TakenOver)
         );
         assert!(!node.routes.has_subscriber("x"));

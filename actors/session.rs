@@ -1850,7 +1850,7 @@ mod tests {
         let (s1, old, old_end) = attach(&node, "c", false, options.clone()).await;
         let (s2, new, mut new_end) = attach(&node, "c", false, options).await;
         assert_eq!(s1, s2, "a persistent session is reused");
-        assert_eq!(*old_end.close.borrow(), Some(CloseReason::TakenOver));
+        assert_eq!(old_end.close_reason(), Some(CloseReason::TakenOver));
         assert_eq!(
             inbound(&s1, old, Packet::PubAck(PubResp::new(1))).await,
             Err(InboundError::Stale)

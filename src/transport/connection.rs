@@ -1,4 +1,4 @@
-//! One client connection: the CONNECT handshake, the read loop and the writer task.
+//! One client connection, in one task: the CONNECT handshake, the read loop and the writes.
 //!
 //! [`serve`] works on any byte stream split into a reader and a writer, so TCP, TLS and
 //! WebSocket connections share it. It reads into a buffer, decodes packets and:
@@ -19,16 +19,20 @@
 //!   when the session asks (takeover). Before telling the session it detached, it waits
 //!   until every piped packet was handled.
 //!
-//! Writing is a separate task owning the writer: it takes every packet waiting in the
-//! link's bounded channel, encodes them into one buffer and writes it with one call (an
-//! MQTT 3.x PUBLISH straight from the shared message, without building a packet).
+//! Writing happens in the same task (`Outflow`, polled beside everything the connection
+//! waits for): producers encode packets straight into the link's bounded buffer (see
+//! [`link`](crate::actors::link)) and wake the task once per batch; the connection takes the
+//! whole buffer and writes it with as few calls as the socket allows, then flushes. So a
+//! connection is one task, whatever it is doing, and many deliveries between two wake-ups
+//! go out in one write.
 //!
 //! Memory of an idle connection: the read buffer shrinks to `IDLE_READ_BUFFER` (64) bytes
-//! once a read did not fill it, the writer keeps at most `IDLE_WRITE_BUFFER` (512) bytes between
-//! batches, and the handshake's state is boxed so it does not stay in the task.
+//! once a read did not fill it, the link keeps at most one small buffer, the logger is
+//! built only when something is logged, and the handshake's state is boxed so it does not
+//! stay in the task.
 
 use super::connect;
-use crate::actors::link::Outbound;
+use crate::actors::link::{Outbound, SendError, Signal};
 use crate::actors::registry::{OpenSession, OpenSessionError};
 use crate::actors::session::{Attach, AttachOptions, Detached, Inbound, InboundError, Piped};
 use crate::actors::{link, ClientId, CloseReason, Epoch, LinkEnd, Node, Session};
@@ -41,12 +45,14 @@ use crate::topic::validate_topic_name;
 use actix::{Addr, MailboxError};
 use bytes::BytesMut;
 use slog::{debug, info, o, warn, Logger};
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
 use tokio::time::{sleep, timeout, Instant};
 
 /// Bytes reserved before each read while the client sends a lot.
@@ -55,10 +61,8 @@ const READ_CHUNK: usize = 4096;
 /// is replaced by one this small unless the last read filled the buffer, so idle
 /// connections hold almost nothing; a read that fills it switches back to [`READ_CHUNK`].
 const IDLE_READ_BUFFER: usize = 64;
-/// Write buffer an idle connection may keep between batches.
-const IDLE_WRITE_BUFFER: usize = 512;
-/// The writer stops batching once this many bytes are encoded.
-const WRITE_BATCH: usize = 64 * 1024;
+/// Batches a connection writes in a row before it lets the arbiter's other tasks run.
+const WRITE_ROUNDS: usize = 8;
 /// Time allowed for a last packet (CONNACK refusal, DISCONNECT) to be written.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
 /// PUBLISH and acknowledgement packets handed to the session before the connection waits
@@ -152,7 +156,7 @@ struct Connection<R> {
     /// The last read filled the free space of the buffer: more is probably waiting.
     busy: bool,
     node: Node,
-    log: Logger,
+    peer: SocketAddr,
     epoch: Epoch,
     protocol: Protocol,
 }
@@ -167,14 +171,82 @@ struct Established {
     expiry_was_zero: bool,
 }
 
-/// What an attached connection hears from its session, and its own way to reply.
-struct Signals {
-    /// The session's close request (or its disappearance).
-    close: watch::Receiver<Option<CloseReason>>,
-    /// Replies the connection writes itself (PINGRESP).
-    replies: mpsc::Sender<Outbound>,
-    /// Pipeline slots: packets handed to the session and not fully handled yet.
-    pipeline: Arc<Semaphore>,
+/// The writing side of an attached connection: the packets taken from the link and how far
+/// they are written. It is polled beside whatever the connection task waits for, so the
+/// connection writes while it reads, waits for its session or drains its pipeline, and a
+/// batch is never cut in the middle.
+struct Outflow<W> {
+    writer: W,
+    /// The batch being written (empty when there is none).
+    out: BytesMut,
+    /// Bytes of `out` already written.
+    written: usize,
+}
+
+impl<W: AsyncWrite + Unpin> Outflow<W> {
+    /// Writes every batch the link has, taking the next one as soon as the last is
+    /// flushed. `Ready` only with a write error (the peer is gone); `Pending` while the
+    /// socket or the link has nothing to offer (the task is woken by either).
+    fn poll_pump(&mut self, cx: &mut Context<'_>, end: &LinkEnd) -> Poll<std::io::Error> {
+        for _ in 0..WRITE_ROUNDS {
+            while self.written < self.out.len() {
+                match Pin::new(&mut self.writer).poll_write(cx, &self.out[self.written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(std::io::ErrorKind::WriteZero.into()),
+                    Poll::Ready(Ok(n)) => self.written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(e),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if !self.out.is_empty() {
+                match Pin::new(&mut self.writer).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(e),
+                    Poll::Pending => return Poll::Pending,
+                }
+                self.out.clear();
+                self.written = 0;
+            }
+            if end.poll_take(cx, &mut self.out).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        // Producers keep the link busy: let the arbiter's other tasks run, then go on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Runs `task` while writing what the link gets; a write error ends both. The task is
+    /// pinned by the caller, so it is stored once in the connection's state.
+    async fn beside<F: Future>(
+        &mut self,
+        end: &LinkEnd,
+        mut task: Pin<&mut F>,
+    ) -> Result<F::Output, std::io::Error> {
+        poll_fn(|cx| {
+            if let Poll::Ready(e) = self.poll_pump(cx, end) {
+                return Poll::Ready(Err(e));
+            }
+            task.as_mut().poll(cx).map(Ok)
+        })
+        .await
+    }
+
+    /// Ends the link and writes what is left (the rest of the current batch, what was
+    /// queued since, then `last`), then shuts the writer down, within [`FINAL_WRITE`].
+    async fn finish(
+        mut self,
+        end: &LinkEnd,
+        last: Option<Packet>,
+        protocol: Protocol,
+        log: &Logger,
+    ) {
+        let mut rest = self.out.split_off(self.written);
+        rest.extend_from_slice(&end.end());
+        if let Some(last) = last {
+            encode(&last, protocol, &mut rest, log);
+        }
+        write_final(&mut self.writer, rest).await;
+    }
 }
 
 /// Serves one client connection until it closes. `gate` authenticates its CONNECT.
@@ -183,105 +255,19 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + 'static,
 {
-    let epoch = Epoch::next();
-    let log = node
-        .log
-        .new(o!("peer" => peer.to_string(), "connection" => epoch.to_string()));
     let mut conn = Connection {
         reader,
         buf: BytesMut::with_capacity(IDLE_READ_BUFFER),
         busy: false,
         node,
-        log,
-        epoch,
+        peer,
+        epoch: Epoch::next(),
         protocol: Protocol::V311,
     };
-    let connect_timeout = Duration::from_secs(conn.node.config.mqtt.connect_timeout);
-    // The rare and the one-off waits are boxed so that the task's own state (what an idle
+    // Boxed like every rare or one-off wait, so that the task's own state (what an idle
     // connection keeps) holds only the read loop.
-    let connect = match Box::pin(timeout(connect_timeout, conn.read_packet())).await {
-        Err(_) => {
-            debug!(conn.log, "no CONNECT within connect_timeout");
-            return;
-        }
-        Ok(Ok(Packet::Connect(connect))) => *connect,
-        Ok(Ok(_)) => {
-            warn!(conn.log, "[MQTT-3.1.0-1] first packet is not CONNECT");
-            return;
-        }
-        Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocol { name, level }))) => {
-            info!(conn.log, "unsupported protocol"; "name" => name, "level" => level);
-            // The level is unknown, so the 3.1.1 form is the one every client can read
-            // ([MQTT-3.1.2-2]); an MQTT 5 client never gets here.
-            let code = connack_v3::UNACCEPTABLE_PROTOCOL;
-            let refusal = Packet::ConnAck(connect::refused(Protocol::V311, code, code));
-            Box::pin(write_last(
-                &mut writer,
-                Some(refusal),
-                Protocol::V311,
-                &conn.log,
-            ))
-            .await;
-            return;
-        }
-        Ok(Err(ReadError::Decode(e))) => {
-            warn!(conn.log, "malformed CONNECT"; "error" => %e);
-            return;
-        }
-        Ok(Err(ReadError::Eof)) => return,
-        Ok(Err(ReadError::Io(e))) => {
-            debug!(conn.log, "read failed before CONNECT"; "error" => %e);
-            return;
-        }
-    };
-    conn.protocol = connect.protocol;
-    // Boxed: the password check's state must not stay in every idle connection's task.
-    let principal = match Box::pin(connect::authenticate(
-        &gate,
-        &connect,
-        connect_timeout,
-        &conn.log,
-    ))
-    .await
-    {
-        Ok(principal) => principal,
-        Err(refusal) => {
-            let refusal = Some(Packet::ConnAck(refusal));
-            Box::pin(write_last(&mut writer, refusal, conn.protocol, &conn.log)).await;
-            return;
-        }
-    };
-    let metrics = conn.node.metrics.clone();
-    if !metrics.try_open_connection(conn.node.config.mqtt.max_connections) {
-        warn!(conn.log, "connection refused: max_connections reached");
-        let refusal = connect::refused(
-            conn.protocol,
-            connack_v3::SERVER_UNAVAILABLE,
-            reason::SERVER_BUSY,
-        );
-        Box::pin(write_last(
-            &mut writer,
-            Some(Packet::ConnAck(refusal)),
-            conn.protocol,
-            &conn.log,
-        ))
-        .await;
+    let Some(established) = Box::pin(handshake(&mut conn, &mut writer, gate)).await else {
         return;
-    }
-    // Boxed: the handshake's state is large and must not stay in every idle connection's task.
-    let established = match Box::pin(conn.establish(connect, principal)).await {
-        Ok(established) => established,
-        Err(refusal) => {
-            Box::pin(write_last(
-                &mut writer,
-                refusal.map(Packet::ConnAck),
-                conn.protocol,
-                &conn.log,
-            ))
-            .await;
-            Metrics::sub(&metrics.connections, 1);
-            return;
-        }
     };
     let Established {
         client_id,
@@ -290,50 +276,71 @@ where
         keep_alive,
         expiry_was_zero,
     } = established;
-    let LinkEnd {
-        packets,
-        close,
-        replies,
-    } = end;
-    let mut signals = Signals {
-        close,
-        replies,
-        pipeline: Arc::new(Semaphore::new(PIPELINE)),
-    };
-    let (finish_tx, finish_rx) = oneshot::channel();
-    let mut writer_task = actix_rt::spawn(write_loop(
+    let pipeline = Arc::new(Semaphore::new(PIPELINE));
+    let mut outflow = Outflow {
         writer,
-        packets,
-        finish_rx,
-        conn.protocol,
-        conn.log.clone(),
-    ));
-    let exit = conn
-        .run(
-            &session,
-            &mut signals,
-            keep_alive,
-            expiry_was_zero,
-            &mut writer_task,
-        )
-        .await;
+        out: BytesMut::new(),
+        written: 0,
+    };
+    let result = {
+        let run = pin!(conn.run(&session, &end, &pipeline, keep_alive, expiry_was_zero));
+        outflow.beside(&end, run).await
+    };
+    let exit = match result {
+        Ok(exit) => exit,
+        Err(e) => {
+            debug!(conn.log(), "write failed"; "error" => %e);
+            Exit::WriteFailed
+        }
+    };
+    Box::pin(conclude(
+        conn, outflow, exit, client_id, session, end, pipeline,
+    ))
+    .await;
+}
+
+/// The end of an attached connection: waits until its piped packets are handled (writing
+/// meanwhile), tells the session, logs why it ended and writes what is left, with the
+/// MQTT 5 DISCONNECT last.
+async fn conclude<R, W>(
+    conn: Connection<R>,
+    mut outflow: Outflow<W>,
+    mut exit: Exit,
+    client_id: ClientId,
+    session: Addr<Session>,
+    end: LinkEnd,
+    pipeline: Arc<Semaphore>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let session_expiry = match &exit {
         Exit::Disconnect { session_expiry, .. } => *session_expiry,
         _ => None,
     };
     // Every packet handed over is handled (its routing done) before the session hears that
-    // the connection went: a PUBLISH right before DISCONNECT is never cut short.
-    let _ = Box::pin(timeout(
-        FINAL_WRITE,
-        signals.pipeline.acquire_many(PIPELINE as u32),
-    ))
-    .await;
+    // the connection went: a PUBLISH right before DISCONNECT is never cut short. Writing
+    // goes on meanwhile (the session may wait for room to acknowledge).
+    let mut drain = pin!(timeout(FINAL_WRITE, pipeline.acquire_many(PIPELINE as u32)));
+    if matches!(exit, Exit::WriteFailed) {
+        end.end();
+        let _ = drain.await;
+    } else if let Err(e) = outflow.beside(&end, drain.as_mut()).await {
+        debug!(conn.log(), "write failed"; "error" => %e);
+        exit = Exit::WriteFailed;
+        end.end();
+    }
     session.do_send(Detached {
-        epoch,
+        epoch: conn.epoch,
         publish_will: exit.publishes_will(),
         session_expiry,
     });
+    let log = conn.log();
     conn.log_exit(&client_id, &exit);
+    let skipped = end.skipped();
+    if skipped > 0 {
+        warn!(log, "packets not encodable, skipped"; "count" => skipped);
+    }
     let last = if conn.protocol == Protocol::V5 {
         exit.disconnect_reason().map(|reason| {
             Packet::Disconnect(Disconnect {
@@ -345,18 +352,122 @@ where
         None
     };
     if !matches!(exit, Exit::WriteFailed) {
-        let _ = finish_tx.send(last);
-        if Box::pin(timeout(FINAL_WRITE * 2, &mut writer_task))
-            .await
-            .is_err()
-        {
-            writer_task.abort();
-        }
+        outflow.finish(&end, last, conn.protocol, &log).await;
     }
-    Metrics::sub(&metrics.connections, 1);
+    Metrics::sub(&conn.node.metrics.connections, 1);
+}
+
+/// The CONNECT handshake: reads the CONNECT, authenticates it, applies
+/// `mqtt.max_connections` and attaches the session, or writes the refusal. `None` ends the
+/// connection. Counted in `connections` once established.
+async fn handshake<R, W>(
+    conn: &mut Connection<R>,
+    writer: &mut W,
+    gate: Gate,
+) -> Option<Established>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let connect_timeout = Duration::from_secs(conn.node.config.mqtt.connect_timeout);
+    // The rare and the one-off waits are boxed so that the task's own state (what an idle
+    // connection keeps) holds only the read loop.
+    let connect = match Box::pin(timeout(connect_timeout, conn.read_packet())).await {
+        Err(_) => {
+            debug!(conn.log(), "no CONNECT within connect_timeout");
+            return None;
+        }
+        Ok(Ok(Packet::Connect(connect))) => *connect,
+        Ok(Ok(_)) => {
+            warn!(conn.log(), "[MQTT-3.1.0-1] first packet is not CONNECT");
+            return None;
+        }
+        Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocol { name, level }))) => {
+            info!(conn.log(), "unsupported protocol"; "name" => name, "level" => level);
+            // The level is unknown, so the 3.1.1 form is the one every client can read
+            // ([MQTT-3.1.2-2]); an MQTT 5 client never gets here.
+            let code = connack_v3::UNACCEPTABLE_PROTOCOL;
+            let refusal = Packet::ConnAck(connect::refused(Protocol::V311, code, code));
+            Box::pin(write_last(
+                writer,
+                Some(refusal),
+                Protocol::V311,
+                &conn.log(),
+            ))
+            .await;
+            return None;
+        }
+        Ok(Err(ReadError::Decode(e))) => {
+            warn!(conn.log(), "malformed CONNECT"; "error" => %e);
+            return None;
+        }
+        Ok(Err(ReadError::Eof)) => return None,
+        Ok(Err(ReadError::Io(e))) => {
+            debug!(conn.log(), "read failed before CONNECT"; "error" => %e);
+            return None;
+        }
+    };
+    conn.protocol = connect.protocol;
+    // Boxed: the password check's state must not stay in every idle connection's task.
+    let principal = match Box::pin(connect::authenticate(
+        &gate,
+        &connect,
+        connect_timeout,
+        &conn.log(),
+    ))
+    .await
+    {
+        Ok(principal) => principal,
+        Err(refusal) => {
+            let refusal = Some(Packet::ConnAck(refusal));
+            Box::pin(write_last(writer, refusal, conn.protocol, &conn.log())).await;
+            return None;
+        }
+    };
+    let metrics = conn.node.metrics.clone();
+    if !metrics.try_open_connection(conn.node.config.mqtt.max_connections) {
+        warn!(conn.log(), "connection refused: max_connections reached");
+        let refusal = connect::refused(
+            conn.protocol,
+            connack_v3::SERVER_UNAVAILABLE,
+            reason::SERVER_BUSY,
+        );
+        Box::pin(write_last(
+            writer,
+            Some(Packet::ConnAck(refusal)),
+            conn.protocol,
+            &conn.log(),
+        ))
+        .await;
+        return None;
+    }
+    // Boxed: the handshake's state is large and must not stay in every idle connection's task.
+    let established = match Box::pin(conn.establish(connect, principal)).await {
+        Ok(established) => established,
+        Err(refusal) => {
+            Box::pin(write_last(
+                writer,
+                refusal.map(Packet::ConnAck),
+                conn.protocol,
+                &conn.log(),
+            ))
+            .await;
+            Metrics::sub(&metrics.connections, 1);
+            return None;
+        }
+    };
+    Some(established)
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
+    /// The connection's logger, built when something is logged (an idle connection keeps
+    /// none).
+    fn log(&self) -> Logger {
+        self.node
+            .log
+            .new(o!("peer" => self.peer.to_string(), "connection" => self.epoch.to_string()))
+    }
+
     /// Reads until one packet is decoded.
     async fn read_packet(&mut self) -> Result<Packet, ReadError> {
         let max = self.node.config.mqtt.max_packet_size;
@@ -387,7 +498,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let config = self.node.config.clone();
         let Some(identity) = connect::identity(&connect) else {
             info!(
-                self.log,
+                self.log(),
                 "[MQTT-3.1.3-8] empty client id without clean session refused"
             );
             return Err(Some(connect::refused(
@@ -401,7 +512,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             if let Err(e) =
                 validate_topic_name(&will.topic, mqtt.max_topic_length, mqtt.max_topic_levels)
             {
-                warn!(self.log, "[MQTT-3.1.3-11] invalid will topic"; "error" => %e);
+                warn!(self.log(), "[MQTT-3.1.3-11] invalid will topic"; "error" => %e);
                 return Err((protocol == Protocol::V5)
                     .then(|| connect::refused(protocol, 0, reason::TOPIC_NAME_INVALID)));
             }
@@ -409,7 +520,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let keep_alive = connect::keep_alive(&connect, config.mqtt.valid_keep_alive);
         let expiry = connect::session_expiry(&connect, config.session.max_age);
         let client_id = identity.id().clone();
-        let permissions = connect::authorize(&principal, &client_id, &connect, &self.log)
+        let permissions = connect::authorize(&principal, &client_id, &connect, &self.log())
             .map_err(|refusal| Some(*refusal))?;
         let options = AttachOptions {
             will: connect.will,
@@ -434,7 +545,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             let opened = match opened {
                 Ok(Ok(opened)) => opened,
                 Ok(Err(OpenSessionError::IdentifierIsTopic)) => {
-                    info!(self.log, "client id refused: it is a subscribed topic name";
+                    info!(self.log(), "client id refused: it is a subscribed topic name";
                         "client_id" => %client_id);
                     return Err(Some(connect::refused(
                         protocol,
@@ -443,7 +554,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     )));
                 }
                 Ok(Err(OpenSessionError::NotOwner)) => {
-                    warn!(self.log, "takeover refused: client id belongs to another user";
+                    warn!(self.log(), "takeover refused: client id belongs to another user";
                         "client_id" => %client_id, "username" => principal.username().unwrap_or(""));
                     return Err(Some(connect::not_owner(protocol)));
                 }
@@ -452,10 +563,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             let (link, end) = link::link(self.epoch, protocol, link::LINK_CAPACITY);
             let connack =
                 connect::accepted(protocol, opened.present, &keep_alive, &identity, &config);
-            // The channel is new and empty, so the CONNACK always fits; it precedes anything
+            // The link is new and empty, so the CONNACK always fits; it precedes anything
             // the session sends once attached.
             if end
-                .replies
                 .try_send(Outbound::packet(Packet::ConnAck(connack)))
                 .is_err()
             {
@@ -466,7 +576,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 options: options.clone(),
             };
             if let Ok(Ok(())) = opened.session.send(attach).await {
-                info!(self.log, "client connected";
+                info!(self.log(), "client connected";
                     "client_id" => %client_id, "protocol" => protocol.level(),
                     "clean_start" => connect.clean_start, "session_present" => opened.present,
                     "keep_alive" => connect.keep_alive);
@@ -479,7 +589,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 });
             }
         }
-        warn!(self.log, "no session could be attached"; "client_id" => %client_id);
+        warn!(self.log(), "no session could be attached"; "client_id" => %client_id);
         Err(Some(connect::refused(
             protocol,
             connack_v3::SERVER_UNAVAILABLE,
@@ -491,10 +601,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     async fn run(
         &mut self,
         session: &Addr<Session>,
-        end: &mut Signals,
+        end: &LinkEnd,
+        pipeline: &Arc<Semaphore>,
         keep_alive: Option<Duration>,
         expiry_was_zero: bool,
-        writer: &mut JoinHandle<()>,
     ) -> Exit {
         let max = self.node.config.mqtt.max_packet_size;
         // Disabled (keep_alive None) the timer is never polled.
@@ -502,28 +612,35 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         tokio::pin!(idle);
         loop {
             loop {
-                match codec::decode(&mut self.buf, self.protocol, max) {
+                // The decoded packet (over 400 bytes) must not live across an await, or
+                // every connection's task would keep room for it: the step is computed in
+                // its own statement.
+                let step = match codec::decode(&mut self.buf, self.protocol, max) {
                     Ok(Some(packet)) => {
                         // Only complete inbound packets count as activity.
                         if let Some(d) = keep_alive {
                             idle.as_mut().reset(Instant::now() + d);
                         }
-                        if let Some(exit) =
-                            self.dispatch(packet, session, end, expiry_was_zero).await
-                        {
-                            return exit;
-                        }
+                        self.dispatch(packet, session, end, pipeline, expiry_was_zero)
                     }
                     Ok(None) => break,
                     Err(e) => return Exit::from_decode(e),
+                };
+                match step {
+                    Step::Next => {}
+                    Step::Exit(exit) => return exit,
+                    Step::Wait(wait) => {
+                        if let Some(exit) = wait.await {
+                            return exit;
+                        }
+                    }
                 }
             }
             self.reserve();
             let free = self.buf.capacity() - self.buf.len();
             tokio::select! {
                 biased;
-                changed = end.close.changed() => return closed(changed, &end.close),
-                _ = &mut *writer => return Exit::WriteFailed,
+                signal = end.signal() => return closed(signal),
                 _ = &mut idle, if keep_alive.is_some() => return Exit::KeepAliveTimeout,
                 read = self.reader.read_buf(&mut self.buf) => match read {
                     Ok(0) => return Exit::Lost("closed by peer".into()),
@@ -534,67 +651,70 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
     }
 
-    /// Handles one packet of an attached connection; `Some` ends the connection.
-    async fn dispatch(
-        &mut self,
+    /// Handles one packet of an attached connection. Most packets are handed over at once;
+    /// the rare waits (a full pipeline or mailbox, SUBSCRIBE) are boxed, so the task's own
+    /// state (what every idle connection keeps) does not hold them.
+    fn dispatch<'a>(
+        &self,
         packet: Packet,
-        session: &Addr<Session>,
-        end: &mut Signals,
+        session: &'a Addr<Session>,
+        end: &'a LinkEnd,
+        pipeline: &'a Arc<Semaphore>,
         expiry_was_zero: bool,
-    ) -> Option<Exit> {
+    ) -> Step<'a> {
+        let epoch = self.epoch;
         match packet {
-            Packet::PingReq => match end.replies.try_send(Outbound::PingResp) {
-                Ok(()) => None,
-                Err(mpsc::error::TrySendError::Closed(_)) => Some(Exit::SessionGone),
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    let sent = Box::pin(end.replies.send(Outbound::PingResp));
+            Packet::PingReq => match end.try_send(Outbound::PingResp) {
+                Ok(()) => Step::Next,
+                Err(SendError::Closed) => Step::Exit(Exit::SessionGone),
+                // A client that pings without reading waits for room like any producer.
+                Err(SendError::Full(_)) => Step::Wait(Box::pin(async move {
                     tokio::select! {
                         biased;
-                        changed = end.close.changed() => Some(closed(changed, &end.close)),
-                        sent = sent => sent.err().map(|_| Exit::SessionGone),
+                        signal = end.signal() => Some(closed(signal)),
+                        sent = end.send(Outbound::PingResp) => sent.err().map(|_| Exit::SessionGone),
                     }
-                }
+                })),
             },
             Packet::Disconnect(d) => {
                 let v5 = self.protocol == Protocol::V5;
                 let session_expiry = d.properties.session_expiry_interval;
                 if v5 && expiry_was_zero && session_expiry.is_some_and(|s| s > 0) {
-                    return Some(Exit::Violation {
+                    return Step::Exit(Exit::Violation {
                         reason: reason::PROTOCOL_ERROR,
                         what: "[MQTT-3.14.2-2] session expiry set on DISCONNECT after 0 on CONNECT"
                             .into(),
                     });
                 }
-                Some(Exit::Disconnect {
+                Step::Exit(Exit::Disconnect {
                     will: v5 && d.reason == reason::DISCONNECT_WITH_WILL,
                     session_expiry,
                 })
             }
-            Packet::Connect(_) => Some(Exit::Violation {
+            Packet::Connect(_) => Step::Exit(Exit::Violation {
                 reason: reason::PROTOCOL_ERROR,
                 what: "[MQTT-3.1.0-2] second CONNECT".into(),
             }),
-            Packet::Auth(_) => Some(Exit::Violation {
+            Packet::Auth(_) => Step::Exit(Exit::Violation {
                 reason: reason::PROTOCOL_ERROR,
                 what: "[MQTT-4.12.0-1] AUTH without an authentication method".into(),
             }),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                Some(Exit::Violation {
+                Step::Exit(Exit::Violation {
                     reason: reason::PROTOCOL_ERROR,
                     what: "server-to-client packet sent by a client".into(),
                 })
             }
             packet @ (Packet::Subscribe(_) | Packet::Unsubscribe(_)) => {
                 // Waited for: the session answers after the Registry did.
-                let handled = Box::pin(session.send(Inbound {
-                    epoch: self.epoch,
-                    packet,
-                }));
-                tokio::select! {
-                    biased;
-                    changed = end.close.changed() => Some(closed(changed, &end.close)),
-                    result = handled => inbound_result(result),
-                }
+                Step::Wait(Box::pin(async move {
+                    let handled = session.send(Inbound { epoch, packet });
+                    tokio::select! {
+                        biased;
+                        signal = end.signal() => Some(closed(signal)),
+                        result = handled => inbound_result(result),
+                    }
+                }))
             }
             packet @ (Packet::Publish(_)
             | Packet::PubAck(_)
@@ -606,34 +726,37 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 }
                 // Handed over without waiting for the session, within the pipeline's slots:
                 // the client's next packet is decoded and sent while this one is handled.
-                let permit = match end.pipeline.clone().try_acquire_owned() {
-                    Ok(permit) => permit,
-                    Err(_) => tokio::select! {
-                        biased;
-                        changed = end.close.changed() => return Some(closed(changed, &end.close)),
-                        permit = Box::pin(end.pipeline.clone().acquire_owned()) => match permit {
-                            Ok(permit) => permit,
-                            Err(_) => return Some(Exit::SessionGone),
-                        },
-                    },
+                let Ok(permit) = pipeline.clone().try_acquire_owned() else {
+                    return Step::Wait(Box::pin(async move {
+                        let permit = tokio::select! {
+                            biased;
+                            signal = end.signal() => return Some(closed(signal)),
+                            permit = pipeline.clone().acquire_owned() => match permit {
+                                Ok(permit) => permit,
+                                Err(_) => return Some(Exit::SessionGone),
+                            },
+                        };
+                        pipe(
+                            session,
+                            end,
+                            Piped {
+                                inbound: Inbound { epoch, packet },
+                                permit,
+                            },
+                        )
+                        .await
+                    }));
                 };
                 let piped = Piped {
-                    inbound: Inbound {
-                        epoch: self.epoch,
-                        packet,
-                    },
+                    inbound: Inbound { epoch, packet },
                     permit,
                 };
                 match session.try_send(piped) {
-                    Ok(()) => None,
-                    Err(actix::prelude::SendError::Closed(_)) => Some(Exit::SessionGone),
-                    // Everything before it is in the mailbox already, so waiting for room
-                    // keeps the order.
-                    Err(actix::prelude::SendError::Full(piped)) => tokio::select! {
-                        biased;
-                        changed = end.close.changed() => Some(closed(changed, &end.close)),
-                        sent = Box::pin(session.send(piped)) => sent.err().map(|_| Exit::SessionGone),
-                    },
+                    Ok(()) => Step::Next,
+                    Err(actix::prelude::SendError::Closed(_)) => Step::Exit(Exit::SessionGone),
+                    Err(actix::prelude::SendError::Full(piped)) => {
+                        Step::Wait(Box::pin(pipe(session, end, piped)))
+                    }
                 }
             }
         }
@@ -656,7 +779,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     }
 
     fn log_exit(&self, client_id: &ClientId, exit: &Exit) {
-        let log = self.log.new(o!("client_id" => client_id.to_string()));
+        let log = self.log().new(o!("client_id" => client_id.to_string()));
         match exit {
             Exit::Disconnect { .. } => info!(log, "client disconnected"),
             Exit::Lost(why) => info!(log, "connection lost"; "reason" => why),
@@ -668,6 +791,30 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             Exit::Closed(why) => info!(log, "connection closed by the session"; "why" => ?why),
             Exit::SessionGone => info!(log, "session ended, closing"),
         }
+    }
+}
+
+/// What is left to do for one packet of an attached connection.
+enum Step<'a> {
+    /// Handled; go on with the next one.
+    Next,
+    /// The connection ends.
+    Exit(Exit),
+    /// Handled once this is done (`Some` ends the connection).
+    Wait(Pin<Box<dyn Future<Output = Option<Exit>> + Send + 'a>>),
+}
+
+/// Hands a piped packet to the session, waiting for room in its mailbox: everything before
+/// it is in the mailbox already, so waiting keeps the order.
+async fn pipe(session: &Addr<Session>, end: &LinkEnd, piped: Piped) -> Option<Exit> {
+    match session.try_send(piped) {
+        Ok(()) => None,
+        Err(actix::prelude::SendError::Closed(_)) => Some(Exit::SessionGone),
+        Err(actix::prelude::SendError::Full(piped)) => tokio::select! {
+            biased;
+            signal = end.signal() => Some(closed(signal)),
+            sent = session.send(piped) => sent.err().map(|_| Exit::SessionGone),
+        },
     }
 }
 
@@ -685,17 +832,14 @@ fn inbound_result(result: Result<Result<(), InboundError>, MailboxError>) -> Opt
 }
 
 /// The exit for a close signal: the reason the session gave, or its disappearance.
-fn closed(
-    changed: Result<(), watch::error::RecvError>,
-    close: &watch::Receiver<Option<CloseReason>>,
-) -> Exit {
-    match (changed, *close.borrow()) {
-        (_, Some(CloseReason::Violation { reason, what })) => Exit::Violation {
+fn closed(signal: Signal) -> Exit {
+    match signal {
+        Signal::Close(CloseReason::Violation { reason, what }) => Exit::Violation {
             reason,
             what: what.into(),
         },
-        (_, Some(reason)) => Exit::Closed(reason),
-        (_, None) => Exit::SessionGone,
+        Signal::Close(reason) => Exit::Closed(reason),
+        Signal::SessionGone => Exit::SessionGone,
     }
 }
 
@@ -722,100 +866,6 @@ async fn write_final<W: AsyncWrite + Unpin>(writer: &mut W, out: BytesMut) {
         writer.shutdown().await
     })
     .await;
-}
-
-/// The writer task: batches every waiting packet into one buffer and writes it at once.
-/// Ends when the connection sends `finish` (with an optional last packet) or on a write
-/// error.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut packets: mpsc::Receiver<Outbound>,
-    mut finish: oneshot::Receiver<Option<Packet>>,
-    protocol: Protocol,
-    log: Logger,
-) {
-    let mut out = BytesMut::new();
-    loop {
-        tokio::select! {
-            biased;
-            last = &mut finish => {
-                // What the connection queued before it ended (a CONNACK, acknowledgements)
-                // goes out first, then the last packet.
-                while out.len() < WRITE_BATCH {
-                    match packets.try_recv() {
-                        Ok(packet) => encode_outbound(packet, protocol, &mut out, &log),
-                        Err(_) => break,
-                    }
-                }
-                if let Some(last) = last.ok().flatten() {
-                    encode(&last, protocol, &mut out, &log);
-                }
-                Box::pin(write_final(&mut writer, out)).await;
-                return;
-            }
-            next = packets.recv() => {
-                let Some(packet) = next else {
-                    Box::pin(write_final(&mut writer, BytesMut::new())).await;
-                    return;
-                };
-                encode_outbound(packet, protocol, &mut out, &log);
-                while out.len() < WRITE_BATCH {
-                    match packets.try_recv() {
-                        Ok(packet) => encode_outbound(packet, protocol, &mut out, &log),
-                        Err(_) => break,
-                    }
-                }
-                let written = async {
-                    writer.write_all(&out).await?;
-                    writer.flush().await
-                };
-                tokio::select! {
-                    biased;
-                    // Closing while the client does not read: drop what is unwritten.
-                    _ = &mut finish => return,
-                    result = written => if let Err(e) = result {
-                        debug!(log, "write failed"; "error" => %e);
-                        return;
-                    },
-                }
-                out.clear();
-                // Nothing more to write: give a large buffer back, an idle connection keeps
-                // at most a small one (reused by the next batch, so no allocation churn).
-                if out.capacity() > WRITE_BATCH * 2
-                    || (out.capacity() > IDLE_WRITE_BUFFER && packets.is_empty())
-                {
-                    out = BytesMut::new();
-                }
-            }
-        }
-    }
-}
-
-/// Appends one queued packet. An MQTT 3.x PUBLISH is written straight from the shared
-/// message, without building a [`Packet`] (no reference count touched per subscriber).
-fn encode_outbound(packet: Outbound, protocol: Protocol, out: &mut BytesMut, log: &Logger) {
-    match packet {
-        Outbound::Publish {
-            message,
-            dup,
-            packet_id,
-        } if protocol != Protocol::V5 => {
-            let mark = out.len();
-            if let Err(e) = codec::encode_publish_v3(
-                message.envelope.topic.as_str(),
-                &message.envelope.payload,
-                message.qos,
-                message.retain,
-                dup,
-                packet_id,
-                out,
-            ) {
-                out.truncate(mark);
-                warn!(log, "packet not encodable, skipped"; "error" => %e);
-            }
-        }
-        packet => encode(&packet.into_packet_for(protocol), protocol, out, log),
-    }
 }
 
 /// Appends one packet; a packet that cannot be encoded is logged and skipped.
@@ -900,6 +950,65 @@ mod tests {
         crate::actors::testing::subscribe(node, "sub", filter, QoS::AtMostOnce)
             .await
             .2
+    }
+
+    #[actix_rt::test]
+    async fn an_idle_connection_is_one_small_task() {
+        let node = node();
+        let (_client, server) = tokio::io::duplex(64);
+        let (reader, writer) = tokio::io::split(server);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let security = Arc::new(
+            crate::auth::Security::new(&node.config.auth).expect("default [auth] is valid"),
+        );
+        let gate = security
+            .admit(peer)
+            .expect("loopback is allowed by default");
+        let task = serve(reader, writer, peer, node.clone(), gate);
+        let size = std::mem::size_of_val(&task);
+        eprintln!("connection future: {size} bytes");
+        eprintln!(
+            "packet {} node {} sleep {} connect {} established {} exit {} logger {} reader {} writer {}",
+            std::mem::size_of::<Packet>(),
+            std::mem::size_of::<Node>(),
+            std::mem::size_of::<tokio::time::Sleep>(),
+            std::mem::size_of::<codec::Connect>(),
+            std::mem::size_of::<Established>(),
+            std::mem::size_of::<Exit>(),
+            std::mem::size_of::<Logger>(),
+            std::mem::size_of::<tokio::io::ReadHalf<DuplexStream>>(),
+            std::mem::size_of::<tokio::io::WriteHalf<DuplexStream>>(),
+        );
+        // The parts of an attached connection's state.
+        let (session, _, end) =
+            crate::actors::testing::attach(&node, "sizes", true, Default::default()).await;
+        let (reader, writer) = tokio::io::split(tokio::io::duplex(64).1);
+        let mut conn = Connection {
+            reader,
+            buf: BytesMut::new(),
+            busy: false,
+            node: node.clone(),
+            peer,
+            epoch: Epoch::next(),
+            protocol: Protocol::V311,
+        };
+        let pipeline = Arc::new(Semaphore::new(PIPELINE));
+        let mut outflow = Outflow {
+            writer,
+            out: BytesMut::new(),
+            written: 0,
+        };
+        let conn_size = std::mem::size_of_val(&conn);
+        let run = conn.run(&session, &end, &pipeline, None, false);
+        let run_size = std::mem::size_of_val(&run);
+        let run = pin!(run);
+        let beside = outflow.beside(&end, run);
+        eprintln!(
+            "connection {conn_size} run {run_size} beside {}",
+            std::mem::size_of_val(&beside)
+        );
+        let limit = if cfg!(debug_assertions) { 1152 } else { 1024 };
+        assert!(size <= limit, "connection future is {size} bytes");
     }
 
     #[actix_rt::test]

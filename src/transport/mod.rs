@@ -6,7 +6,7 @@
 //! - [`tls`]: the MQTTS listener (rustls): the same accept loop, a TLS handshake, then the
 //!   same connection task; its certificate can be reloaded while it runs.
 //! - [`connection`]: the per-connection task shared by every transport (CONNECT handshake,
-//!   read loop, keep-alive, writer task).
+//!   read loop, keep-alive and writes, all in one task).
 //! - [`connect`]: CONNECT policy as pure functions (keep-alive negotiation, client ids,
 //!   session expiry, CONNACK contents).
 //!
