@@ -302,6 +302,15 @@ impl Lane {
     }
 }
 
+/// For the QoS 1/2 direct path ([`Direct`](super::direct::Direct)).
+impl Lane {
+    /// True when no message handed to the session's mailbox through this lane is still
+    /// unsettled, so a message put in the session's queue now keeps its order.
+    pub fn nothing_pending(&self) -> bool {
+        self.lock().pending == 0
+    }
+}
+
 /// A packet could not be queued on a link.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendError {
