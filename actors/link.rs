@@ -533,6 +533,16 @@ impl LinkEnd {
         })
         .await
     }
+
+    /// The next packet written to the link, decoded, if one is there now (tests).
+    #[cfg(test)]
+    pub fn try_recv(&mut self) -> Option<Packet> {
+        let mut state = self.outlet.lock();
+        match codec::decode(&mut state.buf, self.outlet.protocol, usize::MAX) {
+            Ok(packet) => packet,
+            Err(e) => panic!("undecodable link contents: {e}"),
+        }
+    }
 }
 
 impl Drop for LinkEnd {
@@ -666,6 +676,15 @@ impl Lane {
 
     fn lock(&self) -> MutexGuard<'_, LaneState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// For the QoS 1/2 direct path ([`Direct`](super::direct::Direct)).
+impl Lane {
+    /// True when no message handed to the session's mailbox through this lane is still
+    /// unsettled, so a message put in the session's queue now keeps its order.
+    pub fn nothing_pending(&self) -> bool {
+        self.lock().pending == 0
     }
 }
 

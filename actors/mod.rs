@@ -23,6 +23,7 @@
 //! Actors import no socket types: the transport owns sockets and talks to sessions through
 //! these messages and [`ClientLink`].
 
+pub mod direct;
 pub mod envelope;
 pub mod ids;
 pub mod link;

@@ -84,6 +84,8 @@ pub struct Outbox {
     queue: VecDeque<Outgoing>,
     queued_bytes: usize,
     inflight: VecDeque<Inflight>,
+    /// Inflight entries marked unsent (so the common case, none, needs no search).
+    unsent: usize,
     last_id: u16,
 }
 
@@ -95,6 +97,7 @@ impl Outbox {
             queue: VecDeque::new(),
             queued_bytes: 0,
             inflight: VecDeque::new(),
+            unsent: 0,
             last_id: 0,
         }
     }
@@ -117,7 +120,7 @@ impl Outbox {
     /// True when nothing waits to be sent: no queued message and no resend due (messages
     /// inflight and already written do not count).
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && !self.inflight.iter().any(|e| e.unsent)
+        self.queue.is_empty() && self.unsent == 0
     }
 
     /// True when the waiting queue has reached its message or byte limit.
@@ -158,7 +161,7 @@ impl Outbox {
 
     /// True when [`Outbox::next_packet`] would return a packet.
     pub fn has_sendable(&self) -> bool {
-        self.inflight.iter().any(|e| e.unsent)
+        self.unsent > 0
             || self.queue.front().is_some_and(|m| {
                 m.qos == QoS::AtMostOnce
                     || self.inflight.len() < usize::from(self.limits.max_inflight)
@@ -168,8 +171,10 @@ impl Outbox {
     /// The next packet to write, if any: pending resends first, then the queue head if the
     /// inflight window allows it.
     pub fn next_packet(&mut self, now: Instant) -> Option<Outbound> {
-        if let Some(entry) = self.inflight.iter_mut().find(|e| e.unsent) {
+        let due = self.unsent > 0;
+        if let Some(entry) = self.inflight.iter_mut().filter(|_| due).find(|e| e.unsent) {
             entry.unsent = false;
+            self.unsent -= 1;
             entry.sent_at = now;
             return Some(match entry.stage {
                 Stage::Comp => Outbound::ack(AckKind::PubRel, entry.packet_id, 0),
@@ -188,8 +193,26 @@ impl Outbox {
         }
         let message = self.queue.pop_front()?;
         self.queued_bytes -= message.envelope.size();
+        Some(self.send_now(message, now))
+    }
+
+    /// True when `message` fits in the queue as it is (nothing evicted, nothing dropped).
+    pub fn has_room_for(&self, message: &Outgoing) -> bool {
+        self.queue.len() < self.limits.max_messages
+            && self.queued_bytes + message.envelope.size() <= self.limits.max_bytes
+    }
+
+    /// True when the inflight window has room for one more QoS 1/2 message.
+    pub fn has_window(&self) -> bool {
+        self.inflight.len() < usize::from(self.limits.max_inflight)
+    }
+
+    /// The PUBLISH for a message sent at once, without queueing it: a QoS 1/2 message gets
+    /// a packet id and enters the inflight window (the caller checked [`Outbox::has_window`]
+    /// and, to keep order, [`Outbox::is_idle`]).
+    pub fn send_now(&mut self, message: Outgoing, now: Instant) -> Outbound {
         if message.qos == QoS::AtMostOnce {
-            return Some(publish(&message, false, None));
+            return publish(&message, false, None);
         }
         let packet_id = self.allocate_id();
         let packet = publish(&message, false, Some(packet_id));
@@ -206,7 +229,7 @@ impl Outbox {
             published: true,
             sent_at: now,
         });
-        Some(packet)
+        packet
     }
 
     /// PUBACK received: the acknowledged message, `None` if no QoS 1 message had that id.
@@ -217,14 +240,20 @@ impl Outbox {
     /// PUBREC received: the message is delivered, PUBREL becomes due. `None` if no QoS 2
     /// message had that id. A repeated PUBREC makes the PUBREL due again.
     pub fn received(&mut self, packet_id: u16) -> Option<&Outgoing> {
-        match self.find(packet_id) {
-            Some(e) if matches!(e.stage, Stage::Rec | Stage::Comp) => {
-                e.stage = Stage::Comp;
-                e.unsent = true;
-                Some(&e.message)
-            }
-            _ => None,
+        let i = self
+            .inflight
+            .iter()
+            .position(|e| e.packet_id == packet_id)?;
+        let e = &mut self.inflight[i];
+        if !matches!(e.stage, Stage::Rec | Stage::Comp) {
+            return None;
         }
+        e.stage = Stage::Comp;
+        if !e.unsent {
+            e.unsent = true;
+            self.unsent += 1;
+        }
+        Some(&self.inflight[i].message)
     }
 
     /// PUBCOMP received: the completed message, `None` if no PUBREL was outstanding for
@@ -262,6 +291,7 @@ impl Outbox {
             published: true,
             sent_at: Instant::now(),
         });
+        self.unsent += 1;
     }
 
     /// The last packet id handed out.
@@ -279,6 +309,7 @@ impl Outbox {
         for e in &mut self.inflight {
             e.unsent = true;
         }
+        self.unsent = self.inflight.len();
     }
 
     /// Marks inflight messages sent at least `interval` ago for resending (3.x retry);
@@ -291,11 +322,8 @@ impl Outbox {
                 n += 1;
             }
         }
+        self.unsent += n;
         n
-    }
-
-    fn find(&mut self, packet_id: u16) -> Option<&mut Inflight> {
-        self.inflight.iter_mut().find(|e| e.packet_id == packet_id)
     }
 
     fn remove_in_stage(&mut self, packet_id: u16, stage: Stage) -> Option<Outgoing> {
@@ -304,7 +332,11 @@ impl Outbox {
             .inflight
             .iter()
             .position(|e| e.packet_id == packet_id && e.stage == stage)?;
-        self.inflight.remove(i).map(|e| e.message)
+        let entry = self.inflight.remove(i)?;
+        if entry.unsent {
+            self.unsent -= 1;
+        }
+        Some(entry.message)
     }
 
     fn evict_oldest_qos0(&mut self) -> bool {
@@ -521,6 +553,31 @@ mod tests {
         );
         let third = as_publish(o.next_packet(now));
         assert_eq!((third.payload.as_ref(), third.dup), (&b"3"[..], false));
+    }
+
+    #[test]
+    fn unsent_entries_are_counted_through_every_flow() {
+        let mut o = Outbox::new(limits(10, 1000, 4));
+        let now = Instant::now();
+        o.push(msg(QoS::AtLeastOnce, b"1"));
+        o.push(msg(QoS::ExactlyOnce, b"2"));
+        let a = as_publish(o.next_packet(now)).packet_id.unwrap();
+        let b = as_publish(o.next_packet(now)).packet_id.unwrap();
+        assert!(o.is_idle());
+        o.resend_all();
+        assert!(!o.is_idle() && o.has_sendable());
+        // Acknowledged before the resend went out: one left to resend.
+        assert!(o.acked(a).is_some());
+        assert!(!o.is_idle());
+        assert_eq!(as_publish(o.next_packet(now)).packet_id, Some(b));
+        assert!(o.is_idle() && !o.has_sendable());
+        // PUBREC twice before the PUBREL went out: one PUBREL due.
+        assert!(o.received(b).is_some());
+        assert!(o.received(b).is_some());
+        assert!(o.next_packet(now).is_some());
+        assert!(o.is_idle() && o.next_packet(now).is_none());
+        assert!(o.completed(b).is_some());
+        assert!(o.is_empty());
     }
 
     #[test]

@@ -459,9 +459,14 @@ impl Registry {
     /// Tells the Topic of `name` the client's current merged entry (`None`: no filter of the
     /// client matches it any more, or the client is gone).
     fn send_merged(&self, client_id: &ClientId, name: &TopicName, topic: &Addr<Topic>) {
+        let subscriber = self.merged(client_id, name.as_str());
+        if subscriber.as_ref().is_some_and(|s| s.persistent) {
+            // Before the subscription is acknowledged: later publishes wait for the store.
+            self.node.routes.mark_stores(name.as_str());
+        }
         topic.do_send(SetSubscriber {
             client_id: client_id.clone(),
-            subscriber: self.merged(client_id, name.as_str()),
+            subscriber,
         });
     }
 
@@ -613,6 +618,7 @@ impl Registry {
         let store = self.node.store.clone();
         let (routes, metrics) = (self.node.routes.clone(), self.node.metrics.clone());
         let topic_name = name.clone();
+        let stores = subscribers.values().any(|s| s.persistent);
         let topic = if workers.is_empty() {
             Topic::new(topic_name, subscribers, routes, metrics, &log, store).start()
         } else {
@@ -624,7 +630,7 @@ impl Registry {
             })
         };
         self.topics.insert(name.as_str(), topic.clone());
-        self.node.routes.insert_topic(name, topic.clone());
+        self.node.routes.insert_topic(name, topic.clone(), stores);
         Metrics::incr(&self.node.metrics.topics);
         topic
     }

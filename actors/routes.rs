@@ -8,9 +8,12 @@
 //! name nobody subscribes to costs three lookups and no actor hop, and only the first
 //! publish to a matching name asks the Registry to start its Topic.
 //!
-//! It also holds each live session's [`Lane`], which Topics pick up when a session joins
-//! their subscriber set, to put QoS 0 messages straight on the subscriber's link. Sessions
-//! register their own lane when they start and remove it when they stop.
+//! It also holds each live session's [`Lane`] and shared outbound state ([`Direct`]),
+//! which Topics pick up when a session joins their subscriber set, to put QoS 0 (lane) and
+//! QoS 1/2 (direct) messages straight on the subscriber's link. Sessions register their own
+//! when they start and remove them when they stop. Each running Topic carries a `stores`
+//! flag, set by the Registry once a persistent subscriber joins it: a publisher's
+//! acknowledgement waits for a store commit only for such Topics.
 //!
 //! Messages are offered to a named actor *through the stored address* ([`Routes::offer_topic`],
 //! [`Routes::offer_session`]), never through a fresh clone of it. actix bounds a mailbox per
@@ -28,10 +31,12 @@
 //! has no Topic yet. Each entry is written by the Registry alone, which serialises every
 //! change, so readers see each change whole and in the order the Registry made it.
 
+use super::direct::Direct;
+use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::link::Lane;
 use super::session::Session;
-use super::topic::Topic;
+use super::topic::{Distribute, Topic};
 use crate::codec::SubscriptionOptions;
 use crate::topic::FilterTrie;
 use actix::dev::ToEnvelope;
@@ -40,6 +45,7 @@ use actix::{Actor, Addr, Handler, Message};
 use dashmap::DashMap;
 use std::borrow::Borrow;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// One client's subscription to one filter, as stored in the filter trie.
@@ -65,12 +71,39 @@ pub enum Offer<A: Actor, M> {
     Absent(M),
 }
 
+/// A session's ways around its mailbox, registered for its client id: its lane and its
+/// shared outbound state, with the session they belong to.
+type SessionPaths = (Addr<Session>, Arc<Lane>, Arc<Direct>);
+
+/// How a message offered to a running Topic fared ([`Routes::offer_topic`]).
+pub enum TopicOffer {
+    /// It is in the Topic's mailbox.
+    Sent,
+    /// The mailbox is full: the message is handed back with the Topic's address to wait on.
+    Full(Addr<Topic>, Distribute),
+    /// The Topic stopped after it was named here: the message is handed back.
+    Closed(Distribute),
+    /// No Topic runs under that name: the envelope is handed back.
+    Absent(Envelope),
+}
+
+/// A running Topic and whether a publish to it must wait for store writes.
+struct TopicRoute {
+    topic: Addr<Topic>,
+    /// Set (by the Registry, before it acknowledges the subscription) once a persistent
+    /// subscriber joined the Topic, and never cleared while it runs: a publisher's
+    /// acknowledgement must then wait for the Topic's store write. While it is clear, the
+    /// Topic stores nothing and the publisher is acknowledged once the message is in its
+    /// mailbox.
+    stores: AtomicBool,
+}
+
 /// Names → actors and the filter trie; see the module documentation.
 pub struct Routes {
     sessions: DashMap<ClientId, Addr<Session>>,
-    topics: DashMap<TopicName, Addr<Topic>>,
+    topics: DashMap<TopicName, TopicRoute>,
     filters: RwLock<FilterTrie<ClientId, Subscription>>,
-    lanes: DashMap<ClientId, (Addr<Session>, Arc<Lane>)>,
+    lanes: DashMap<ClientId, SessionPaths>,
 }
 
 impl Default for Routes {
@@ -126,30 +159,43 @@ impl Routes {
         offer(&self.sessions, name, msg)
     }
 
-    /// Offers `msg` to the Topic actor serving topic `name` through its stored address.
-    pub fn offer_topic<M>(&self, name: &str, msg: M) -> Offer<Topic, M>
-    where
-        Topic: Handler<M>,
-        <Topic as Actor>::Context: ToEnvelope<Topic, M>,
-        M: Message + Send + 'static,
-        M::Result: Send,
-    {
-        offer(&self.topics, name, msg)
-    }
-
     /// True when client id `name` has a session (online or offline).
     pub fn is_session(&self, name: &str) -> bool {
         self.sessions.contains_key(name)
     }
 
-    /// True when a Topic actor serves topic `name`.
-    pub fn has_topic(&self, name: &str) -> bool {
-        self.topics.contains_key(name)
-    }
-
     /// The Topic actor serving topic `name`, if one runs.
     pub fn topic(&self, name: &str) -> Option<Addr<Topic>> {
-        self.topics.get(name).map(|a| a.value().clone())
+        self.topics.get(name).map(|a| a.value().topic.clone())
+    }
+
+    /// Whether the Topic serving `name` (if one runs) may have to store a QoS 1/2 message
+    /// (it has had a persistent subscriber).
+    pub fn topic_stores(&self, name: &str) -> Option<bool> {
+        self.topics
+            .get(name)
+            .map(|a| a.value().stores.load(Ordering::Acquire))
+    }
+
+    /// Offers a message to the Topic serving `envelope`'s name, built by `make` from the
+    /// envelope and the Topic's `stores` flag, through the Topic's stored address: actix
+    /// bounds a mailbox per sender, and a fresh clone of the address would always get its
+    /// message in, so only the one stored sender makes a full mailbox hold publishers back.
+    pub fn offer_topic(
+        &self,
+        envelope: Envelope,
+        make: impl FnOnce(Envelope, bool) -> Distribute,
+    ) -> TopicOffer {
+        let Some(entry) = self.topics.get(envelope.topic.as_str()) else {
+            return TopicOffer::Absent(envelope);
+        };
+        let route = entry.value();
+        let msg = make(envelope, route.stores.load(Ordering::Acquire));
+        match route.topic.try_send(msg) {
+            Ok(()) => TopicOffer::Sent,
+            Err(SendError::Full(msg)) => TopicOffer::Full(route.topic.clone(), msg),
+            Err(SendError::Closed(msg)) => TopicOffer::Closed(msg),
+        }
     }
 
     /// True when at least one subscription filter matches topic `name`.
@@ -157,18 +203,25 @@ impl Routes {
         self.filters().has_match(name)
     }
 
-    /// The lane of `session`, registered for client id `name`; `None` when that session
-    /// registered none (or is not the one registered for the name).
-    pub fn lane(&self, name: &str, session: &Addr<Session>) -> Option<Arc<Lane>> {
+    /// The lane and shared outbound state of `session`, registered for client id `name`;
+    /// `None` when that session registered none (or is not the one registered for the name).
+    pub fn lane(&self, name: &str, session: &Addr<Session>) -> Option<(Arc<Lane>, Arc<Direct>)> {
         self.lanes
             .get(name)
             .filter(|entry| entry.value().0 == *session)
-            .map(|entry| entry.value().1.clone())
+            .map(|entry| (entry.value().1.clone(), entry.value().2.clone()))
     }
 
-    /// Registers the lane of a starting session (the session itself).
-    pub(super) fn insert_lane(&self, id: ClientId, session: Addr<Session>, lane: Arc<Lane>) {
-        self.lanes.insert(id, (session, lane));
+    /// Registers the lane and shared outbound state of a starting session (the session
+    /// itself).
+    pub(super) fn insert_lane(
+        &self,
+        id: ClientId,
+        session: Addr<Session>,
+        lane: Arc<Lane>,
+        direct: Arc<Direct>,
+    ) {
+        self.lanes.insert(id, (session, lane, direct));
     }
 
     /// Removes the lane of a stopping session, unless a newer session replaced it already.
@@ -201,9 +254,18 @@ impl Routes {
         self.sessions.remove(id);
     }
 
-    /// Registers a topic (Registry only).
-    pub(super) fn insert_topic(&self, name: TopicName, topic: Addr<Topic>) {
-        self.topics.insert(name, topic);
+    /// Registers a topic (Registry only); `stores`: it starts with a persistent subscriber.
+    pub(super) fn insert_topic(&self, name: TopicName, topic: Addr<Topic>, stores: bool) {
+        let stores = AtomicBool::new(stores);
+        self.topics.insert(name, TopicRoute { topic, stores });
+    }
+
+    /// A persistent subscriber joins the Topic of `name` (Registry only, before it
+    /// acknowledges the subscription).
+    pub(super) fn mark_stores(&self, name: &str) {
+        if let Some(route) = self.topics.get(name) {
+            route.value().stores.store(true, Ordering::Release);
+        }
     }
 
     /// Unregisters a topic (Registry only).

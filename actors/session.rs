@@ -23,7 +23,10 @@
 //! which holds back the publisher's connection (and so the publisher, through TCP); the
 //! client's later publishes are routed after it (`route_tail`), so they keep their order.
 //! Topics put QoS 0 messages for this client straight on its link through its [`Lane`]
-//! while the session has nothing waiting for the link ([`LaneDeliver`] otherwise).
+//! while the session has nothing waiting for the link ([`LaneDeliver`] otherwise), and
+//! QoS 1/2 messages too, through the outbox it shares with them ([`Direct`]), when the
+//! inflight window has room. A publish to a Topic that never had a persistent subscriber
+//! needs no store write, so its acknowledgement goes out once the Topic has the message.
 //!
 //! Durability: a persistent session (clean session = false, or MQTT 5 Session Expiry
 //! Interval > 0) keeps its record (subscriptions, expiry, protocol) in the store, and every
@@ -41,12 +44,13 @@
 //! wait in a short control queue that, when over [`CONTROL_BACKLOG`], holds back the
 //! client's next packet until the client reads.
 
+use super::direct::{Direct, Locked};
 use super::envelope::Envelope;
 use super::ids::ClientId;
 use super::link::{AckKind, ClientLink, CloseReason, Epoch, Lane, Outbound, ReserveError};
 use super::outbox::{Limits, Outbox, Outgoing};
 use super::registry::{self, EnsureTopic, Retain, SessionEnded, SubscribeRefused};
-use super::routes::{Offer, Subscription};
+use super::routes::{Offer, Subscription, TopicOffer};
 use super::topic::Distribute;
 use super::Node;
 use crate::auth::Permissions;
@@ -111,8 +115,8 @@ pub struct Session {
     link: Option<ClientLink>,
     /// Protocol level of the last connection.
     protocol: Protocol,
-    /// Outbound queue and inflight window.
-    outbox: Outbox,
+    /// Outbound queue and inflight window, shared with Topics (QoS 1/2 direct path).
+    direct: Arc<Direct>,
     /// Acknowledgements and SUBACK/UNSUBACK waiting for room on the link.
     control: Lazy<VecDeque<Outbound>>,
     /// Filters subscribed, with their options.
@@ -132,8 +136,6 @@ pub struct Session {
     waiting_for_room: Option<Epoch>,
     /// MQTT 5 Maximum Packet Size of the client.
     client_max_packet: Option<u32>,
-    /// Outbox length last added to the `queued` gauge.
-    counted_queue: usize,
     /// Messages dropped since the outbox last had room (logged once per streak).
     overflow_streak: u64,
     /// The session is stopping; it accepts no new connection.
@@ -352,12 +354,18 @@ impl Session {
             max_bytes: s.max_queued_bytes,
             max_inflight: s.max_inflight,
         });
+        let direct = Direct::new(
+            client_id.clone(),
+            node.store.clone(),
+            node.metrics.clone(),
+            outbox,
+        );
         Session {
             client_id,
             log,
             link: None,
             protocol: Protocol::V311,
-            outbox,
+            direct: Arc::new(direct),
             control: Lazy::default(),
             subscriptions: Lazy::default(),
             inbound_qos2: Lazy::default(),
@@ -367,7 +375,6 @@ impl Session {
             retry_timer: None,
             waiting_for_room: None,
             client_max_packet: None,
-            counted_queue: 0,
             overflow_streak: 0,
             ending: false,
             permissions: Permissions::default(),
@@ -413,7 +420,7 @@ impl Session {
             .map(subscription_from_record)
             .collect();
         session.inbound_qos2 = stored.inbound.into_iter().collect();
-        session.outbox.set_last_packet_id(record.last_packet_id);
+        session.outbox().set_last_packet_id(record.last_packet_id);
         for (seq, queued, inflight) in stored.queue {
             let message = Outgoing {
                 envelope: envelope_from_record(&queued.message),
@@ -423,12 +430,12 @@ impl Session {
                 seq: Some(seq),
             };
             match inflight {
-                Some(f) if message.qos > QoS::AtMostOnce => session.outbox.restore_inflight(
+                Some(f) if message.qos > QoS::AtMostOnce => session.outbox().restore_inflight(
                     message,
                     f.packet_id,
                     f.stage == InflightStage::Comp,
                 ),
-                _ => session.outbox.restore(message),
+                _ => session.outbox().restore(message),
             }
         }
         let away = record
@@ -445,7 +452,9 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX);
         let (id, lane) = (self.client_id.clone(), self.lane.clone());
-        self.node.routes.insert_lane(id, ctx.address(), lane);
+        self.node
+            .routes
+            .insert_lane(id, ctx.address(), lane, self.direct.clone());
         if let Some(left) = self.restored_expiry.take() {
             self.count_queue();
             if self.link.is_none() {
@@ -462,7 +471,11 @@ impl Actor for Session {
         self.node
             .routes
             .remove_lane(self.client_id.as_str(), &ctx.address());
-        Metrics::sub(&self.node.metrics.queued, self.counted_queue as u64);
+        {
+            let mut outbox = self.outbox();
+            outbox.set_link(None);
+            outbox.uncount(&self.node.metrics);
+        }
         if let Some(link) = self.link.take() {
             link.close(CloseReason::ServerShutdown);
         }
@@ -533,9 +546,18 @@ impl Handler<Attach> for Session {
             .map_or(self.node.config.session.max_inflight, |r| {
                 r.min(self.node.config.session.max_inflight)
             });
-        self.outbox.set_max_inflight(window);
+        // Topics wait (no lane, no direct path) until this pump has resent what is due on
+        // the new link; nothing goes to the old one any more.
+        self.lane.sync(None, false);
+        {
+            // One step for Topics: the new link comes with every inflight message due again.
+            let mut outbox = self.outbox();
+            outbox.set_max_inflight(window);
+            outbox.resend_all();
+            outbox.set_link(Some(msg.link.clone()));
+            outbox.set_queue_ok(false);
+        }
         self.control.clear();
-        self.outbox.resend_all();
         self.link = Some(msg.link);
         if self.persistent() {
             self.save(None);
@@ -543,7 +565,7 @@ impl Handler<Attach> for Session {
         if self.protocol != Protocol::V5 {
             let interval = Duration::from_secs(self.node.config.session.retry_interval);
             self.retry_timer = Some(ctx.run_interval(interval, move |act, ctx| {
-                if act.outbox.resend_older_than(Instant::now(), interval) > 0 {
+                if act.outbox().resend_older_than(Instant::now(), interval) > 0 {
                     act.pump(ctx);
                 }
             }));
@@ -593,17 +615,17 @@ impl Handler<Inbound> for Session {
             Packet::Publish(publish) => return self.on_publish(publish, ctx),
             Packet::Subscribe(subscribe) => return self.on_subscribe(subscribe),
             Packet::Unsubscribe(unsubscribe) => return self.on_unsubscribe(unsubscribe),
-            Packet::PubAck(ack) => match self.outbox.acked(ack.packet_id) {
-                Some(message) => self.forget_stored(message.seq),
-                None => {
-                    debug!(self.log, "PUBACK for unknown packet id"; "packet_id" => ack.packet_id)
-                }
-            },
+            Packet::PubAck(ack) => self.on_puback(ack.packet_id),
             Packet::PubRec(rec) => {
+                let received = if v5 && rec.reason >= 0x80 {
+                    None
+                } else {
+                    self.outbox().received(rec.packet_id).map(|m| m.seq)
+                };
                 if v5 && rec.reason >= 0x80 {
-                    let refused = self.outbox.refused(rec.packet_id);
+                    let refused = self.outbox().refused(rec.packet_id);
                     self.forget_stored(refused.and_then(|m| m.seq));
-                } else if let Some(seq) = self.outbox.received(rec.packet_id).map(|m| m.seq) {
+                } else if let Some(seq) = received {
                     if let Some(seq) = seq {
                         let mut batch = Batch::new();
                         let state = InflightRecord {
@@ -640,12 +662,7 @@ impl Handler<Inbound> for Session {
                 };
                 self.reply(Outbound::ack(AckKind::PubComp, rel.packet_id, code));
             }
-            Packet::PubComp(comp) => match self.outbox.completed(comp.packet_id) {
-                Some(message) => self.forget_stored(message.seq),
-                None => {
-                    debug!(self.log, "PUBCOMP for unknown packet id"; "packet_id" => comp.packet_id)
-                }
-            },
+            Packet::PubComp(comp) => self.on_pubcomp(comp.packet_id),
             _ => {
                 return ActorResponse::reply(Err(InboundError::Violation {
                     reason: reason::PROTOCOL_ERROR,
@@ -679,6 +696,24 @@ impl Handler<Piped> for Session {
     fn handle(&mut self, msg: Piped, ctx: &mut Self::Context) {
         let Piped { inbound, permit } = msg;
         let epoch = inbound.epoch;
+        // The client acknowledging a message: nothing to answer or wait for, so no response
+        // is built (the common case of a subscriber's PUBACK).
+        let current = self.link.as_ref().map(ClientLink::epoch) == Some(epoch)
+            && self.refused != Some(epoch)
+            && self.control.len() <= CONTROL_BACKLOG;
+        match &inbound.packet {
+            Packet::PubAck(ack) if current => {
+                self.on_puback(ack.packet_id);
+                self.pump(ctx);
+                return;
+            }
+            Packet::PubComp(comp) if current => {
+                self.on_pubcomp(comp.packet_id);
+                self.pump(ctx);
+                return;
+            }
+            _ => {}
+        }
         let response = Handler::<Inbound>::handle(self, inbound, ctx);
         let (tx, mut rx) = oneshot::channel();
         MessageResponse::<Session, Inbound>::handle(response, ctx, Some(tx));
@@ -718,6 +753,7 @@ impl Handler<Detached> for Session {
             return;
         }
         self.link = None;
+        self.outbox().set_link(None);
         self.lane.sync(None, false);
         self.control.clear();
         if let Some(timer) = self.retry_timer.take() {
@@ -853,6 +889,7 @@ impl Handler<Discard> for Session {
     fn handle(&mut self, _msg: Discard, ctx: &mut Self::Context) {
         self.ending = true;
         self.will = None;
+        self.outbox().set_link(None);
         if let Some(link) = self.link.take() {
             link.close(CloseReason::TakenOver);
         }
@@ -1237,6 +1274,27 @@ impl Session {
         Some(self.settle())
     }
 
+    /// The outbox, locked (Topics may be writing to it through the direct path).
+    fn outbox(&self) -> Locked<'_> {
+        self.direct.lock()
+    }
+
+    /// PUBACK from the client: the QoS 1 message is done with.
+    fn on_puback(&mut self, packet_id: u16) {
+        match self.outbox().acked(packet_id) {
+            Some(message) => self.forget_stored(message.seq),
+            None => debug!(self.log, "PUBACK for unknown packet id"; "packet_id" => packet_id),
+        }
+    }
+
+    /// PUBCOMP from the client: the QoS 2 message is done with.
+    fn on_pubcomp(&mut self, packet_id: u16) {
+        match self.outbox().completed(packet_id) {
+            Some(message) => self.forget_stored(message.seq),
+            None => debug!(self.log, "PUBCOMP for unknown packet id"; "packet_id" => packet_id),
+        }
+    }
+
     /// Acts on the outcome of a piped packet: a violation closes its connection.
     fn piped_result(&mut self, epoch: Epoch, result: Result<(), InboundError>) {
         if let Err(InboundError::Violation { reason, what }) = result {
@@ -1278,17 +1336,17 @@ impl Session {
         let qos = message.qos;
         let seq = message.seq;
         let backpressure = self.node.config.session.queue_full == QueueFull::Backpressure;
-        if backpressure && qos > QoS::AtMostOnce && self.outbox.is_full() {
+        if backpressure && qos > QoS::AtMostOnce && self.outbox().is_full() {
             // Kept past the limit; Topics hold their publishers until the queue has room.
             if !self.full.swap(true, Ordering::Relaxed) {
                 warn!(self.log, "session queue full, slowing publishers down";
-                    "queued" => self.outbox.len(), "policy" => "backpressure");
+                    "queued" => self.outbox().len(), "policy" => "backpressure");
             }
-            self.outbox.restore(message);
+            self.outbox().restore(message);
             self.count_queue();
             return;
         }
-        let outcome = self.outbox.push(message);
+        let outcome = self.outbox().push(message);
         if !outcome.accepted {
             // session.queue_full = "drop": refused for this session, counted and logged.
             self.forget_stored(seq);
@@ -1298,7 +1356,7 @@ impl Session {
             Metrics::add(&self.node.metrics.dropped, dropped);
             if self.overflow_streak == 0 {
                 warn!(self.log, "session queue full, dropping messages";
-                    "qos" => qos as u8, "queued" => self.outbox.len(),
+                    "qos" => qos as u8, "queued" => self.outbox().len(),
                     "policy" => "drop");
             }
             self.overflow_streak += dropped;
@@ -1316,16 +1374,17 @@ impl Session {
             return;
         };
         if self.waiting_for_room != Some(link.epoch()) {
-            let now = Instant::now();
+            let mut now = None;
             loop {
-                if self.control.is_empty() && !self.outbox.has_sendable() {
+                if self.control.is_empty() && !self.outbox().has_sendable() {
                     break;
                 }
                 match link.try_reserve() {
-                    Ok(permit) => match self.next_packet(now) {
-                        Some(packet) => permit.send(packet),
-                        None => break,
-                    },
+                    Ok(permit) => {
+                        if !self.send_next(&mut now, |packet| permit.send(packet)) {
+                            break;
+                        }
+                    }
                     Err(ReserveError::Full) => {
                         self.wait_for_room(link.clone(), ctx);
                         break;
@@ -1341,41 +1400,36 @@ impl Session {
     }
 
     /// Opens the lane while nothing of this session waits for the link, closes it otherwise.
+    /// Under the outbox's lock, so that a Topic that just queued a message (and closed the
+    /// lane behind it) is never overruled.
     fn sync_lane(&self) {
-        let idle = self.control.is_empty()
-            && self.outbox.is_idle()
-            && self.waiting_for_room.is_none()
-            && self.client_max_packet.is_none()
-            && !self.ending;
+        let mut outbox = self.outbox();
+        let ready = self.link.is_some() && self.client_max_packet.is_none() && !self.ending;
+        outbox.set_queue_ok(ready);
+        let idle =
+            ready && self.control.is_empty() && outbox.is_idle() && self.waiting_for_room.is_none();
         self.lane.sync(self.link.as_ref(), idle);
     }
 
-    /// The next packet to write: control packets first, then the outbox.
-    fn next_packet(&mut self, now: Instant) -> Option<Outbound> {
+    /// Writes the next packet with `send`: control packets first, then the outbox (read
+    /// once from the clock, into `now`). False when there was nothing to write. An outbox
+    /// packet is written under the outbox's lock, so a Topic can never slip a message in
+    /// between taking it out and writing it.
+    fn send_next(&mut self, now: &mut Option<Instant>, send: impl FnOnce(Outbound)) -> bool {
         if let Some(packet) = self.control.pop_front() {
-            return Some(packet);
+            send(packet);
+            return true;
         }
-        let packet = self.outbox.next_packet(now)?;
-        if let Outbound::Publish {
-            message,
-            dup,
-            packet_id,
-        } = &packet
-        {
+        let mut outbox = self.direct.lock();
+        let Some(packet) = outbox.next_packet(*now.get_or_insert_with(Instant::now)) else {
+            return false;
+        };
+        if packet.is_publish() {
             Metrics::incr(&self.node.metrics.publish_out);
-            if let (Some(seq), Some(packet_id), false) = (message.seq, *packet_id, *dup) {
-                let stage = if message.qos == QoS::ExactlyOnce {
-                    InflightStage::Rec
-                } else {
-                    InflightStage::Ack
-                };
-                let mut batch = Batch::new();
-                let state = InflightRecord { packet_id, stage };
-                batch.put_inflight(self.client_id.as_str(), seq, &state);
-                self.node.store.submit(batch);
-            }
+            self.direct.record_sent(&packet);
         }
-        Some(packet)
+        send(packet);
+        true
     }
 
     /// Reserves room on a full link and continues pumping once it is there.
@@ -1389,9 +1443,9 @@ impl Session {
                 }
                 let current = act.link.as_ref().map(ClientLink::epoch) == Some(epoch);
                 if let (Ok(permit), true) = (permit, current) {
-                    if let Some(packet) = act.next_packet(Instant::now()) {
+                    act.send_next(&mut None, |packet| {
                         permit.send(packet);
-                    }
+                    });
                 }
                 act.pump(ctx);
             }),
@@ -1433,7 +1487,7 @@ impl Session {
             protocol: self.protocol.level(),
             expiry_secs: self.expiry.as_secs(),
             disconnected_at_ms: self.link.is_none().then(store::now_ms),
-            last_packet_id: self.outbox.last_packet_id(),
+            last_packet_id: self.outbox().last_packet_id(),
             owner: self.owner.as_deref().map(String::from),
             subscriptions: self
                 .subscriptions
@@ -1507,17 +1561,11 @@ impl Session {
 
     /// Keeps the node's `queued` gauge in step with this outbox, and the full flag.
     fn count_queue(&mut self) {
-        if self.full.load(Ordering::Relaxed) && !self.outbox.is_full() {
+        if self.full.load(Ordering::Relaxed) && !self.outbox().is_full() {
             self.full.store(false, Ordering::Relaxed);
             info!(self.log, "session queue has room again");
         }
-        let now = self.outbox.len();
-        if now > self.counted_queue {
-            Metrics::add(&self.node.metrics.queued, (now - self.counted_queue) as u64);
-        } else if now < self.counted_queue {
-            Metrics::sub(&self.node.metrics.queued, (self.counted_queue - now) as u64);
-        }
-        self.counted_queue = now;
+        self.outbox().count(&self.node.metrics);
     }
 
     /// Ends the session: the Registry forgets it and its subscriptions.
@@ -1623,29 +1671,51 @@ fn route(
             }
         }
     });
-    let name = envelope.topic.clone();
-    let distribute = || Distribute {
+    // A Topic that never had a persistent subscriber writes nothing: the publisher is
+    // answered once the message is in its mailbox, without a store commit to wait for.
+    // Under the backpressure policy the answer also waits for full queues.
+    let backpressure = node.config.session.queue_full == QueueFull::Backpressure;
+    let mut inbound = inbound;
+    let offered = routes.offer_topic(envelope, |envelope, stores| Distribute {
         envelope,
         durable: Durable {
-            commit: durable(),
-            inbound,
+            commit: if stores || backpressure {
+                durable()
+            } else {
+                None
+            },
+            inbound: inbound.take(),
         },
-    };
-    // A commit is made only for a message that is handed to a Topic.
-    let deliver: Option<Pending> = if routes.has_topic(name.as_str()) {
-        match routes.offer_topic(name.as_str(), distribute()) {
-            Offer::Sent => None,
-            // The send waits for room; the caller's pipeline bounds how many do at once.
-            Offer::Full(topic, msg) => Some(Box::pin(async move {
+    });
+    let deliver: Option<Pending> = match offered {
+        TopicOffer::Sent => None,
+        // Not in the mailbox yet: the answer waits until the Topic has it.
+        TopicOffer::Full(topic, mut msg) => {
+            if msg.durable.commit.is_none() {
+                msg.durable.commit = durable();
+            }
+            Some(Box::pin(async move {
                 let _ = topic.send(msg).await;
-            })),
-            // The Topic stopped after we looked it up: ask for the current one.
-            Offer::Closed(msg) | Offer::Absent(msg) => Some(start_topic_and_send(node, msg)),
+            }))
         }
-    } else if routes.has_subscriber(name.as_str()) {
-        Some(start_topic_and_send(node, distribute()))
-    } else {
-        None
+        // The Topic stopped after we looked it up: ask for the current one.
+        TopicOffer::Closed(mut msg) => {
+            if msg.durable.commit.is_none() {
+                msg.durable.commit = durable();
+            }
+            Some(start_topic_and_send(node, msg))
+        }
+        TopicOffer::Absent(envelope) if routes.has_subscriber(envelope.topic.as_str()) => {
+            let distribute = Distribute {
+                envelope,
+                durable: Durable {
+                    commit: durable(),
+                    inbound,
+                },
+            };
+            Some(start_topic_and_send(node, distribute))
+        }
+        TopicOffer::Absent(_) => None,
     };
     let pending = match (retain.flatten(), deliver) {
         (None, None) => None,
@@ -1989,6 +2059,69 @@ mod tests {
         next(&mut cend).await;
         node.store.sync().unwrap();
         assert!(node.store.queued_seqs("c").unwrap().is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn a_persistent_subscriber_joining_a_running_topic_is_stored_before_puback() {
+        let node = node();
+        // A clean subscriber and one publish: the Topic runs, and has stored nothing.
+        let (c, ce, mut cend) = attach(&node, "c", true, AttachOptions::default()).await;
+        inbound(&c, ce, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut cend).await;
+        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        publish_qos1(&publ, pe, &mut pend, 1).await;
+        assert!(node.routes.topic_stores("q") == Some(false));
+        // A persistent subscriber joins the running Topic: the next PUBACK waits for its copy.
+        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
+        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut end).await;
+        assert!(node.routes.topic_stores("q") == Some(true));
+        publish_qos1(&publ, pe, &mut pend, 2).await;
+        assert_eq!(
+            node.store.queued_seqs("p").unwrap().len(),
+            1,
+            "in the subscriber's stored queue before the PUBACK"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_message_sent_straight_by_the_topic_is_resent_with_dup_and_acknowledged() {
+        let node = node();
+        let options = persistent();
+        let (s, epoch, mut end) = attach(&node, "p", false, options.clone()).await;
+        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut end).await;
+        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        publish_qos1(&publ, pe, &mut pend, 1).await;
+        let first = match next(&mut end).await {
+            Packet::Publish(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((first.dup, node.metrics.snapshot().queued), (false, 1));
+        // Reconnect without acknowledging: the same packet id again, with DUP.
+        let (s, epoch, mut end) = attach(&node, "p", false, options).await;
+        let again = match next(&mut end).await {
+            Packet::Publish(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((again.dup, again.packet_id), (true, first.packet_id));
+        let ack = Packet::PubAck(PubResp::new(again.packet_id.unwrap()));
+        inbound(&s, epoch, ack).await.unwrap();
+        node.store.sync().unwrap();
+        assert!(node.store.queued_seqs("p").unwrap().is_empty());
+        assert_eq!(node.metrics.snapshot().queued, 0);
+        // Acknowledged: the next message gets through the idle session at once.
+        publish_qos1(&publ, pe, &mut pend, 2).await;
+        match next(&mut end).await {
+            Packet::Publish(p) => assert!(!p.dup),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A persistent session `id` subscribed to `filter` at QoS 1, then left offline.

@@ -8,11 +8,14 @@
 //! min(published QoS, highest granted QoS of that session's matching filters). No
 //! per-message matching and no payload copy: every delivery shares the same envelope.
 //!
-//! QoS 0 fast path: a QoS 0 delivery goes straight onto the subscriber's link through the
-//! session's [`Lane`] while that session has nothing waiting for its link, so the common
-//! case costs no actor message and no turn of the subscriber's session. Otherwise it goes
-//! to the session as a [`LaneDeliver`], which keeps it behind what the session holds (see
-//! [`Lane`] for the ordering argument).
+//! Fast path: while the subscriber's session has nothing waiting for its link, a QoS 0
+//! delivery goes straight onto the link through the session's [`Lane`], and a QoS 1/2 one
+//! through the session's shared outbound state ([`Direct`]: packet id and inflight entry
+//! taken there, if the inflight window has room; while the window is full the message goes
+//! into the session's queue there, to be sent on the next acknowledgement), so the common
+//! case costs no actor message and no turn of the subscriber's session. Otherwise it goes to the session as a
+//! [`LaneDeliver`], which keeps it behind what the session holds (see [`Lane`] for the
+//! ordering argument).
 //!
 //! Backpressure: deliveries use `try_send`. A session's mailbox is full only while its
 //! arbiter is busy: a client that does not read fills the session's own bounded queue
@@ -34,6 +37,7 @@
 //! `session.queue_full = "backpressure"`, a message for a session whose queue is over its
 //! limit waits (polling the session's flag) until that session has room or has ended.
 
+use super::direct::{Direct, Taken};
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::link::Lane;
@@ -77,14 +81,21 @@ pub struct Subscriber {
     pub full: Arc<AtomicBool>,
 }
 
-/// A subscriber with its session's lane, when the session has one.
+/// A subscriber with its session's ways around its mailbox, when the session has them.
 struct Entry {
     subscriber: Subscriber,
-    lane: Option<Arc<Lane>>,
+    lane: Option<Arc<Paths>>,
 }
 
-/// One delivery of a message: to this session, through its lane if it has one.
-type Delivery = (Addr<Session>, Option<Arc<Lane>>, Deliver);
+/// A session's ways around its mailbox: its lane (QoS 0) and its shared outbound state
+/// (QoS 1/2).
+struct Paths {
+    lane: Arc<Lane>,
+    direct: Arc<Direct>,
+}
+
+/// One delivery of a message: to this session, around its mailbox if it can.
+type Delivery = (Addr<Session>, Option<Arc<Paths>>, Deliver);
 
 /// The fan-out point of one topic name.
 pub struct Topic {
@@ -126,7 +137,10 @@ impl Topic {
     }
 
     fn insert(&mut self, client_id: ClientId, subscriber: Subscriber) {
-        let lane = self.routes.lane(client_id.as_str(), &subscriber.session);
+        let lane = self
+            .routes
+            .lane(client_id.as_str(), &subscriber.session)
+            .map(|(lane, direct)| Arc::new(Paths { lane, direct }));
         self.subscribers
             .insert(client_id, Entry { subscriber, lane });
     }
@@ -307,29 +321,43 @@ impl Topic {
     }
 }
 
-/// Hands one delivery to `session`: a QoS 0 one straight onto the link when the lane takes
-/// it (counted in `direct`). Returns it when the session's mailbox is full.
+/// Hands one delivery to `session`: straight onto the link when the session is idle (a
+/// QoS 0 one through its lane, a QoS 1/2 one through its shared outbox), counted in
+/// `direct`. Returns it when the session's mailbox is full.
 fn deliver_one(
     session: &Addr<Session>,
-    lane: Option<&Arc<Lane>>,
+    paths: Option<&Arc<Paths>>,
     deliver: Deliver,
     direct: &mut u64,
 ) -> Option<Waiting> {
-    match lane {
-        Some(lane) => {
+    match paths {
+        Some(paths) => {
+            let lane = &paths.lane;
             // Every delivery of a session with a lane that does not take the lane is
-            // counted as pending there (so no later QoS 0 one overtakes it).
+            // counted as pending there (so no later message overtakes it).
             let deliver = if deliver.qos == QoS::AtMostOnce {
                 match lane.try_deliver(outgoing(deliver)) {
                     Ok(()) => {
                         *direct += 1;
                         return None;
                     }
-                    Err(outgoing) => volatile(outgoing),
+                    Err(outgoing) => delivery(outgoing),
                 }
-            } else {
+            } else if matches!(deliver.persist, Persist::ByReceiver(_)) {
                 lane.hold();
                 deliver
+            } else {
+                match paths.direct.try_deliver(lane, outgoing(deliver)) {
+                    Ok(taken) => {
+                        // A queued one counts as sent when the session sends it.
+                        *direct += u64::from(taken == Taken::Written);
+                        return None;
+                    }
+                    Err(outgoing) => {
+                        lane.hold();
+                        delivery(outgoing)
+                    }
+                }
             };
             match session.try_send(LaneDeliver(deliver)) {
                 Ok(()) => None,
@@ -349,11 +377,11 @@ fn deliver_one(
 }
 
 /// The subscribers that get `envelope` (all but its publisher where it asked for No Local),
-/// with their lanes.
+/// with their ways around the mailbox.
 fn recipients<'a>(
     subscribers: &'a HashMap<ClientId, Entry>,
     envelope: &'a Envelope,
-) -> impl Iterator<Item = (&'a ClientId, &'a Subscriber, Option<&'a Arc<Lane>>)> {
+) -> impl Iterator<Item = (&'a ClientId, &'a Subscriber, Option<&'a Arc<Paths>>)> {
     subscribers
         .iter()
         .filter(move |(client_id, entry)| {
@@ -368,25 +396,35 @@ enum Waiting {
     Lane(LaneDeliver),
 }
 
-/// A QoS 0 delivery as the lane takes it (never stored).
+/// A delivery from a Topic as the session's outbox holds it (with the sequence number of
+/// its stored copy, if any).
 fn outgoing(deliver: Deliver) -> Outgoing {
+    let seq = match deliver.persist {
+        Persist::Stored(seq) => Some(seq),
+        Persist::Volatile | Persist::ByReceiver(_) => None,
+    };
     Outgoing {
         envelope: deliver.envelope,
         qos: deliver.qos,
         retain: deliver.retain,
         subscription_ids: deliver.subscription_ids,
-        seq: None,
+        seq,
     }
 }
 
-/// A QoS 0 delivery the lane did not take, back as a message for the session.
-fn volatile(outgoing: Outgoing) -> Deliver {
+/// A delivery the lane or the shared outbox did not take, back as a message for the
+/// session.
+fn delivery(outgoing: Outgoing) -> Deliver {
+    let persist = match outgoing.seq {
+        Some(seq) => Persist::Stored(seq),
+        None => Persist::Volatile,
+    };
     Deliver {
         envelope: outgoing.envelope,
         qos: outgoing.qos,
         retain: outgoing.retain,
         subscription_ids: outgoing.subscription_ids,
-        persist: Persist::Volatile,
+        persist,
     }
 }
 

@@ -1,0 +1,279 @@
+//! [`Direct`]: a session's outbound state (its [`Outbox`] and the attached link), shared
+//! with the Topics that deliver to it so that a QoS 1/2 message can go straight onto the
+//! subscriber's link, without a message to (and a turn of) the session actor.
+//!
+//! Who uses it: the [`Session`](super::Session) owns it and does everything it did with
+//! its outbox through [`Direct::lock`]; it registers it in the [`Routes`](super::Routes)
+//! next to its [`Lane`], where Topics pick both up. A Topic calls [`Direct::try_deliver`]
+//! for each QoS 1/2 delivery: under the one (uncontended) lock it checks that the session
+//! has nothing waiting for its link (its lane is open, so no message of this Topic is still
+//! in the session's mailbox, and the outbox has no queued message and no resend due) and
+//! that the inflight window and the link have room; then it assigns the packet id, records
+//! the inflight entry (and, for a stored message, its inflight state in the store) and puts
+//! the PUBLISH on the link. Otherwise the message is handed back and goes through the
+//! session's mailbox as before. The acknowledgement comes back through the session, which
+//! finds the entry in its outbox whichever way the PUBLISH went out; a reconnect resends it
+//! with DUP like any other inflight message.
+//!
+//! Order per subscriber is that of the [`Lane`]: the lane is open only while the session
+//! holds nothing for the link, and the session changes its outbox and link only under this
+//! lock, so a message written here can never overtake one the session holds. Lock order:
+//! this lock, then the lane's; nobody takes them the other way round.
+
+use super::ids::ClientId;
+use super::link::{ClientLink, Lane, Outbound};
+use super::outbox::{Outbox, Outgoing};
+use crate::codec::QoS;
+use crate::metrics::Metrics;
+use crate::store::{Batch, InflightRecord, InflightStage, Store};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// What [`Direct::try_deliver`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Put on the link (counts as a PUBLISH sent).
+    Written,
+    /// Put in the session's queue, behind a full inflight window.
+    Queued,
+}
+
+/// A session's outbound state shared with its Topics; see the module documentation.
+#[derive(Debug)]
+pub struct Direct {
+    client_id: ClientId,
+    store: Store,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+}
+
+/// What [`Direct::lock`] guards.
+#[derive(Debug)]
+pub struct State {
+    /// The session's queue and inflight window.
+    pub outbox: Outbox,
+    /// The attached connection (set and cleared by the session only).
+    pub link: Option<ClientLink>,
+    /// Outbox length last added to the node's `queued` gauge.
+    counted: usize,
+    /// Topics may put messages in the queue themselves (set by the session: attached, not
+    /// ending, no limit on the client's packet size to check).
+    queue_ok: bool,
+}
+
+/// The locked state; dereferences to the [`Outbox`].
+pub struct Locked<'a>(MutexGuard<'a, State>);
+
+impl Deref for Locked<'_> {
+    type Target = Outbox;
+
+    fn deref(&self) -> &Outbox {
+        &self.0.outbox
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Outbox {
+        &mut self.0.outbox
+    }
+}
+
+impl Locked<'_> {
+    /// Sets (or clears) the link Topics may write to.
+    pub fn set_link(&mut self, link: Option<ClientLink>) {
+        self.0.link = link;
+    }
+
+    /// Lets Topics queue messages themselves while the window is full, or not.
+    pub fn set_queue_ok(&mut self, ok: bool) {
+        self.0.queue_ok = ok;
+    }
+
+    /// Brings the node's `queued` gauge in step with the outbox length.
+    pub fn count(&mut self, metrics: &Metrics) {
+        let now = self.0.outbox.len();
+        let counted = &mut self.0.counted;
+        if now > *counted {
+            Metrics::add(&metrics.queued, (now - *counted) as u64);
+        } else if now < *counted {
+            Metrics::sub(&metrics.queued, (*counted - now) as u64);
+        }
+        *counted = now;
+    }
+
+    /// Takes the outbox out of the `queued` gauge (the session stops).
+    pub fn uncount(&mut self, metrics: &Metrics) {
+        Metrics::sub(&metrics.queued, self.0.counted as u64);
+        self.0.counted = 0;
+    }
+}
+
+impl Direct {
+    /// The shared state of `client_id`'s session, around its `outbox`.
+    pub fn new(client_id: ClientId, store: Store, metrics: Arc<Metrics>, outbox: Outbox) -> Self {
+        Direct {
+            client_id,
+            store,
+            metrics,
+            state: Mutex::new(State {
+                outbox,
+                link: None,
+                counted: 0,
+                queue_ok: false,
+            }),
+        }
+    }
+
+    /// Locks the state. Never held across an await; the lane's lock may be taken inside it.
+    pub fn lock(&self) -> Locked<'_> {
+        Locked(self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts a QoS 1/2 message straight on the link if `lane` is open, the outbox holds
+    /// nothing waiting, and the inflight window and the link have room. While the window is
+    /// full it puts the message in the session's queue instead (if it fits there as is),
+    /// and closes the lane behind it: the session's next acknowledgement sends it. Otherwise
+    /// hands it back (the caller then sends it to the session's mailbox).
+    pub fn try_deliver(&self, lane: &Lane, message: Outgoing) -> Result<Taken, Outgoing> {
+        if message.qos == QoS::AtMostOnce {
+            return Err(message);
+        }
+        let mut locked = self.lock();
+        let state = &mut *locked.0;
+        let Some(link) = &state.link else {
+            return Err(message);
+        };
+        if !state.outbox.has_window() {
+            // Every inflight message brings an acknowledgement, after which the session
+            // pumps its queue: nothing put there now can be forgotten.
+            if !state.queue_ok || !state.outbox.has_room_for(&message) || !lane.nothing_pending() {
+                return Err(message);
+            }
+            lane.sync(Some(link), false);
+            state.outbox.push(message);
+            locked.count(&self.metrics);
+            return Ok(Taken::Queued);
+        }
+        if !state.outbox.is_idle() || !lane.is_open() {
+            return Err(message);
+        }
+        let Ok(permit) = link.try_reserve() else {
+            return Err(message);
+        };
+        let packet = state.outbox.send_now(message, Instant::now());
+        self.record_sent(&packet);
+        permit.send(packet);
+        locked.count(&self.metrics);
+        Ok(Taken::Written)
+    }
+
+    /// A PUBLISH of a stored message is going out for the first time: its inflight state
+    /// (packet id, stage) goes to the store, so that a restart resends it with DUP.
+    pub fn record_sent(&self, packet: &Outbound) {
+        if let Outbound::Publish {
+            message,
+            dup: false,
+            packet_id: Some(packet_id),
+        } = packet
+        {
+            if let Some(seq) = message.seq {
+                let stage = if message.qos == QoS::ExactlyOnce {
+                    InflightStage::Rec
+                } else {
+                    InflightStage::Ack
+                };
+                let mut batch = Batch::new();
+                let state = InflightRecord {
+                    packet_id: *packet_id,
+                    stage,
+                };
+                batch.put_inflight(self.client_id.as_str(), seq, &state);
+                self.store.submit(batch);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::envelope::{Envelope, Message};
+    use crate::actors::ids::TopicName;
+    use crate::actors::link::{link, Epoch, LINK_CAPACITY};
+    use crate::actors::outbox::Limits;
+    use crate::codec::{Packet, Properties, Protocol};
+    use bytes::Bytes;
+
+    fn message(qos: QoS) -> Outgoing {
+        Outgoing {
+            envelope: Envelope::new(Message {
+                from: ClientId::from("p"),
+                topic: TopicName::from("t"),
+                qos,
+                retain: false,
+                payload: Bytes::from_static(b"m"),
+                properties: Properties::default(),
+            }),
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+            seq: None,
+        }
+    }
+
+    fn direct(max_inflight: u16) -> Direct {
+        let store = Store::temporary(Default::default()).expect("store");
+        let outbox = Outbox::new(Limits {
+            max_messages: 10,
+            max_bytes: 1000,
+            max_inflight,
+        });
+        Direct::new(ClientId::from("s"), store, Arc::default(), outbox)
+    }
+
+    #[test]
+    fn goes_straight_out_only_while_the_session_is_idle_and_the_window_has_room() {
+        let d = direct(1);
+        let lane = Lane::default();
+        let (client, mut end) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
+        // No link attached yet, and a closed lane: handed back.
+        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        d.lock().set_link(Some(client.clone()));
+        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        lane.sync(Some(&client), true);
+        // QoS 0 is the lane's job.
+        assert!(d.try_deliver(&lane, message(QoS::AtMostOnce)).is_err());
+        assert_eq!(
+            d.try_deliver(&lane, message(QoS::AtLeastOnce)),
+            Ok(Taken::Written)
+        );
+        let id = match end.try_recv() {
+            Some(Packet::Publish(p)) => p.packet_id.expect("a packet id"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(d.lock().inflight_len(), 1);
+        // The window (1) is full: handed back, unless the session lets Topics queue.
+        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        d.lock().set_queue_ok(true);
+        assert_eq!(
+            d.try_deliver(&lane, message(QoS::AtLeastOnce)),
+            Ok(Taken::Queued)
+        );
+        assert_eq!(d.lock().len(), 2, "one inflight, one queued");
+        assert!(
+            !lane.is_open(),
+            "the lane is closed behind the queued message"
+        );
+        assert!(end.try_recv().is_none());
+        // Window room again, but something is queued: the session sends it first.
+        assert!(d.lock().acked(id).is_some());
+        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        // A message of this session's Topic still in its mailbox: nothing overtakes it.
+        d.lock().next_packet(Instant::now());
+        lane.sync(Some(&client), true);
+        lane.hold();
+        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        assert!(end.try_recv().is_none());
+    }
+}
