@@ -264,7 +264,8 @@ impl Outlet {
     }
 
     /// Queues a QoS 0 PUBLISH if the link is open and has room; gives it back otherwise.
-    fn offer(&self, message: Outgoing) -> Result<(), Outgoing> {
+    /// The connection's wake-up, if one is due, is added to `wakes`.
+    fn offer(&self, message: Outgoing, wakes: &mut Wakes) -> Result<(), Outgoing> {
         let mut state = self.lock();
         if state.ended || state.buf.len() >= state.limit {
             return Err(message);
@@ -276,7 +277,7 @@ impl Outlet {
         };
         let waker = self.put(&mut state, packet);
         drop(state);
-        wake(waker);
+        wakes.add(waker);
         Ok(())
     }
 
@@ -341,6 +342,53 @@ impl Outlet {
 fn wake(waker: Option<Waker>) {
     if let Some(waker) = waker {
         waker.wake();
+    }
+}
+
+/// Connection wake-ups held back by a producer that is handing out many messages, so that
+/// each connection is woken once for all of them and writes them with one syscall.
+///
+/// Why: a connection woken for every message writes every message on its own as soon as
+/// its thread is free. In a 1 → 1000 fan-out that placement made the difference between
+/// 4 and 48 messages per `sendto`, and between 0.3M and 1.5M deliveries/s. A Topic that
+/// holds its wake-ups until it has fanned out everything in its mailbox gives each
+/// subscriber all of those messages in one write, whatever thread the subscriber is on.
+///
+/// Dropping it wakes everything it holds, so a wake-up can be delayed but never lost.
+#[derive(Debug, Default)]
+pub struct Wakes {
+    wakers: Vec<Waker>,
+}
+
+impl Wakes {
+    /// Holds `waker` back (nothing if `None`).
+    pub fn add(&mut self, waker: Option<Waker>) {
+        if let Some(waker) = waker {
+            self.wakers.push(waker);
+        }
+    }
+
+    /// Number of wake-ups held.
+    pub fn len(&self) -> usize {
+        self.wakers.len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.wakers.is_empty()
+    }
+
+    /// Wakes every connection held, keeping the allocation for the next batch.
+    pub fn wake_all(&mut self) {
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Wakes {
+    fn drop(&mut self) {
+        self.wake_all();
     }
 }
 
@@ -461,6 +509,11 @@ impl LinkEnd {
         }
         register(&mut state.waker, cx);
         Poll::Pending
+    }
+
+    /// Bytes encoded and waiting to be taken.
+    pub fn buffered(&self) -> usize {
+        self.outlet.lock().buf.len()
     }
 
     /// Waits for a close request or the session's end.
@@ -622,11 +675,16 @@ impl Lane {
     /// otherwise counts it as pending and gives it back, to be sent to the session's
     /// mailbox (which then calls [`Lane::settled`]).
     pub fn try_deliver(&self, message: Outgoing) -> Result<(), Outgoing> {
+        self.try_deliver_held(message, &mut Wakes::default())
+    }
+
+    /// [`Lane::try_deliver`], holding the connection's wake-up in `wakes`.
+    pub fn try_deliver_held(&self, message: Outgoing, wakes: &mut Wakes) -> Result<(), Outgoing> {
         let mut state = self.lock();
         let mut message = message;
         if state.open && state.pending == 0 {
             if let Some(outlet) = &state.link {
-                match outlet.offer(message) {
+                match outlet.offer(message, wakes) {
                     Ok(()) => return Ok(()),
                     Err(back) => message = back,
                 }

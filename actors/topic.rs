@@ -40,7 +40,7 @@
 use super::direct::{Direct, Taken};
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
-use super::link::Lane;
+use super::link::{Lane, Wakes};
 use super::outbox::Outgoing;
 use super::routes::Routes;
 use super::session::{self, Deliver, Durable, LaneDeliver, Persist, Session};
@@ -59,6 +59,11 @@ const PRESSURE_POLL: Duration = Duration::from_millis(5);
 
 /// Mailbox size of a Topic.
 pub const MAILBOX: usize = 256;
+
+/// Message bytes a Topic fans out at most while it holds its subscribers' wake-ups, so that
+/// a mailbox that keeps refilling neither holds their writes back for long nor fills their
+/// links (64 KiB each), which would close their lanes.
+const MAX_HELD_BYTES: usize = 16 * 1024;
 
 /// One session in a Topic's merged subscriber set.
 #[derive(Debug, Clone)]
@@ -109,6 +114,13 @@ pub struct Topic {
     log: Logger,
     /// Where queued messages of persistent subscribers are written.
     store: Store,
+    /// Subscribers' connections to wake once this Topic has fanned out what its mailbox
+    /// holds (see [`Wakes`]).
+    wakes: Wakes,
+    /// A flush of `wakes` is scheduled after the mailbox drain.
+    flush_due: bool,
+    /// Bytes of the messages fanned out since `wakes` was last flushed.
+    held_bytes: usize,
 }
 
 impl Topic {
@@ -129,6 +141,9 @@ impl Topic {
             metrics,
             log,
             store,
+            wakes: Wakes::default(),
+            flush_due: false,
+            held_bytes: 0,
         };
         for (client_id, subscriber) in subscribers {
             topic.insert(client_id, subscriber);
@@ -169,6 +184,38 @@ impl Handler<Distribute> for Topic {
     type Result = ();
 
     fn handle(&mut self, msg: Distribute, ctx: &mut Self::Context) {
+        self.held_bytes += msg.envelope.size();
+        self.distribute(msg, ctx);
+        self.settle_wakes(ctx);
+    }
+}
+
+impl Topic {
+    /// Wakes the subscribers' connections now when this Topic is about to wait (or holds
+    /// many), or else once its mailbox is drained: the context runs spawned futures only
+    /// after it has handled every message waiting in the mailbox.
+    fn settle_wakes(&mut self, ctx: &mut Context<Self>) {
+        if self.wakes.is_empty() {
+            self.held_bytes = 0;
+            return;
+        }
+        if ctx.waiting() || self.held_bytes >= MAX_HELD_BYTES {
+            self.flush_wakes();
+        } else if !self.flush_due {
+            self.flush_due = true;
+            ctx.spawn(fut::ready(()).map(|(), act: &mut Topic, _| {
+                act.flush_due = false;
+                act.flush_wakes();
+            }));
+        }
+    }
+
+    fn flush_wakes(&mut self) {
+        self.held_bytes = 0;
+        self.wakes.wake_all();
+    }
+
+    fn distribute(&mut self, msg: Distribute, ctx: &mut Context<Self>) {
         let envelope = msg.envelope;
         if envelope.qos == QoS::AtMostOnce {
             // Nothing to store and no queue limit to wait for: straight out, unstaged.
@@ -183,7 +230,8 @@ impl Handler<Distribute> for Topic {
                     subscription_ids: sub.subscription_ids.clone(),
                     persist: Persist::Volatile,
                 };
-                if let Some(w) = deliver_one(&sub.session, lane, deliver, &mut direct) {
+                let wakes = &mut self.wakes;
+                if let Some(w) = deliver_one(&sub.session, lane, deliver, &mut direct, wakes) {
                     waiting.push((sub.session.clone(), w));
                 }
             }
@@ -281,7 +329,8 @@ impl Topic {
         let mut waiting = Vec::new();
         let mut direct = 0u64;
         for (session, lane, deliver) in deliveries {
-            if let Some(w) = deliver_one(&session, lane.as_ref(), deliver, &mut direct) {
+            let wakes = &mut self.wakes;
+            if let Some(w) = deliver_one(&session, lane.as_ref(), deliver, &mut direct, wakes) {
                 waiting.push((session, w));
             }
         }
@@ -329,6 +378,7 @@ fn deliver_one(
     paths: Option<&Arc<Paths>>,
     deliver: Deliver,
     direct: &mut u64,
+    wakes: &mut Wakes,
 ) -> Option<Waiting> {
     match paths {
         Some(paths) => {
@@ -336,7 +386,7 @@ fn deliver_one(
             // Every delivery of a session with a lane that does not take the lane is
             // counted as pending there (so no later message overtakes it).
             let deliver = if deliver.qos == QoS::AtMostOnce {
-                match lane.try_deliver(outgoing(deliver)) {
+                match lane.try_deliver_held(outgoing(deliver), wakes) {
                     Ok(()) => {
                         *direct += 1;
                         return None;
