@@ -39,10 +39,10 @@
 //! PUBREC update its inflight state there. After a restart the Registry brings the session
 //! back with [`Session::restored`]: offline, with its subscriptions, queue and expiry.
 //!
-//! Writing: packets go to the link's bounded channel. When it is full the session keeps
-//! messages in its Outbox and waits for room with a single reservation; acknowledgements
-//! wait in a short control queue that, when over [`CONTROL_BACKLOG`], holds back the
-//! client's next packet until the client reads.
+//! Writing: packets are encoded into the link's bounded buffer (see [`ClientLink`]). When it
+//! is full the session keeps messages in its Outbox and waits for room with a single
+//! reservation; acknowledgements wait in a short control queue that, when over
+//! [`CONTROL_BACKLOG`], holds back the client's next packet until the client reads.
 
 use super::direct::{Direct, Locked};
 use super::envelope::Envelope;
