@@ -21,7 +21,7 @@
 //! this lock, then the lane's; nobody takes them the other way round.
 
 use super::ids::ClientId;
-use super::link::{ClientLink, Lane, Outbound};
+use super::link::{ClientLink, Lane, Outbound, Wakes};
 use super::outbox::{Outbox, Outgoing};
 use crate::codec::QoS;
 use crate::metrics::Metrics;
@@ -135,7 +135,14 @@ impl Direct {
     /// full it puts the message in the session's queue instead (if it fits there as is),
     /// and closes the lane behind it: the session's next acknowledgement sends it. Otherwise
     /// hands it back (the caller then sends it to the session's mailbox).
-    pub fn try_deliver(&self, lane: &Lane, message: Outgoing) -> Result<Taken, Outgoing> {
+    ///
+    /// The connection's wake-up, if one is due, is added to `wakes`.
+    pub fn try_deliver(
+        &self,
+        lane: &Lane,
+        message: Outgoing,
+        wakes: &mut Wakes,
+    ) -> Result<Taken, Outgoing> {
         if message.qos == QoS::AtMostOnce {
             return Err(message);
         }
@@ -163,7 +170,7 @@ impl Direct {
         };
         let packet = state.outbox.send_now(message, Instant::now());
         self.record_sent(&packet);
-        permit.send(packet);
+        permit.send_held(packet, wakes);
         locked.count(&self.metrics);
         Ok(Taken::Written)
     }
@@ -238,14 +245,20 @@ mod tests {
         let lane = Lane::default();
         let (client, mut end) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
         // No link attached yet, and a closed lane: handed back.
-        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        assert!(d
+            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
+            .is_err());
         d.lock().set_link(Some(client.clone()));
-        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        assert!(d
+            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
+            .is_err());
         lane.sync(Some(&client), true);
         // QoS 0 is the lane's job.
-        assert!(d.try_deliver(&lane, message(QoS::AtMostOnce)).is_err());
+        assert!(d
+            .try_deliver(&lane, message(QoS::AtMostOnce), &mut Wakes::default())
+            .is_err());
         assert_eq!(
-            d.try_deliver(&lane, message(QoS::AtLeastOnce)),
+            d.try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default()),
             Ok(Taken::Written)
         );
         let id = match end.try_recv() {
@@ -254,10 +267,12 @@ mod tests {
         };
         assert_eq!(d.lock().inflight_len(), 1);
         // The window (1) is full: handed back, unless the session lets Topics queue.
-        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        assert!(d
+            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
+            .is_err());
         d.lock().set_queue_ok(true);
         assert_eq!(
-            d.try_deliver(&lane, message(QoS::AtLeastOnce)),
+            d.try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default()),
             Ok(Taken::Queued)
         );
         assert_eq!(d.lock().len(), 2, "one inflight, one queued");
@@ -268,12 +283,16 @@ mod tests {
         assert!(end.try_recv().is_none());
         // Window room again, but something is queued: the session sends it first.
         assert!(d.lock().acked(id).is_some());
-        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        assert!(d
+            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
+            .is_err());
         // A message of this session's Topic still in its mailbox: nothing overtakes it.
         d.lock().next_packet(Instant::now());
         lane.sync(Some(&client), true);
         lane.hold();
-        assert!(d.try_deliver(&lane, message(QoS::AtLeastOnce)).is_err());
+        assert!(d
+            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
+            .is_err());
         assert!(end.try_recv().is_none());
     }
 }

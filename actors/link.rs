@@ -264,6 +264,7 @@ impl Outlet {
     }
 
     /// Queues a QoS 0 PUBLISH if the link is open and has room; gives it back otherwise.
+    ///
     /// The connection's wake-up, if one is due, is added to `wakes`.
     fn offer(&self, message: Outgoing, wakes: &mut Wakes) -> Result<(), Outgoing> {
         let mut state = self.lock();
@@ -282,14 +283,16 @@ impl Outlet {
     }
 
     /// Queues `packet` whatever the buffer holds (room was reserved), unless the link ended.
-    fn push(&self, packet: Outbound) {
+    ///
+    /// The connection's wake-up, if one is due, is added to `wakes`.
+    fn push(&self, packet: Outbound, wakes: &mut Wakes) {
         let mut state = self.lock();
         if state.ended {
             return;
         }
         let waker = self.put(&mut state, packet);
         drop(state);
-        wake(waker);
+        wakes.add(waker);
     }
 
     /// Whether a packet could be queued now.
@@ -366,11 +369,6 @@ impl Wakes {
         if let Some(waker) = waker {
             self.wakers.push(waker);
         }
-    }
-
-    /// Number of wake-ups held.
-    pub fn len(&self) -> usize {
-        self.wakers.len()
     }
 
     /// True when none is held.
@@ -547,7 +545,7 @@ impl LinkEnd {
     /// Queues a reply of the connection's own, waiting for room first.
     pub async fn send(&self, packet: Outbound) -> Result<(), ReserveError> {
         self.outlet.wait_for_room().await?;
-        self.outlet.push(packet);
+        self.outlet.push(packet, &mut Wakes::default());
         Ok(())
     }
 
@@ -621,7 +619,12 @@ pub struct Permit<'a> {
 impl Permit<'_> {
     /// Queues the packet in the reserved room (dropped if the link ended meanwhile).
     pub fn send(self, packet: Outbound) {
-        self.outlet.push(packet);
+        self.outlet.push(packet, &mut Wakes::default());
+    }
+
+    /// [`Permit::send`], holding the connection's wake-up in `wakes`.
+    pub fn send_held(self, packet: Outbound, wakes: &mut Wakes) {
+        self.outlet.push(packet, wakes);
     }
 }
 
@@ -634,7 +637,7 @@ pub struct OwnedPermit {
 impl OwnedPermit {
     /// Queues the packet in the reserved room (dropped if the link ended meanwhile).
     pub fn send(self, packet: Outbound) {
-        self.link.outlet.push(packet);
+        self.link.outlet.push(packet, &mut Wakes::default());
     }
 }
 
@@ -674,12 +677,9 @@ impl Lane {
     /// Puts a QoS 0 message on the link if the lane is open and the link has room;
     /// otherwise counts it as pending and gives it back, to be sent to the session's
     /// mailbox (which then calls [`Lane::settled`]).
-    pub fn try_deliver(&self, message: Outgoing) -> Result<(), Outgoing> {
-        self.try_deliver_held(message, &mut Wakes::default())
-    }
-
-    /// [`Lane::try_deliver`], holding the connection's wake-up in `wakes`.
-    pub fn try_deliver_held(&self, message: Outgoing, wakes: &mut Wakes) -> Result<(), Outgoing> {
+    ///
+    /// The connection's wake-up, if one is due, is added to `wakes`.
+    pub fn try_deliver(&self, message: Outgoing, wakes: &mut Wakes) -> Result<(), Outgoing> {
         let mut state = self.lock();
         let mut message = message;
         if state.open && state.pending == 0 {
@@ -952,7 +952,7 @@ mod tests {
         let mut out = BytesMut::new();
         assert!(end.poll_take(&mut cx, &mut out).is_pending());
         for i in 0..100 {
-            assert_eq!(lane.try_deliver(message(i)), Ok(()));
+            assert_eq!(lane.try_deliver(message(i), &mut Wakes::default()), Ok(()));
         }
         assert_eq!(
             wakes.0.load(Ordering::SeqCst),
@@ -1035,8 +1035,11 @@ mod tests {
         let lane = Lane::default();
         lane.sync(Some(&link), true);
         assert!(lane.is_open());
-        assert_eq!(lane.try_deliver(message(1)), Ok(()));
-        assert_eq!(lane.try_deliver(message(2)), Err(message(2)));
+        assert_eq!(lane.try_deliver(message(1), &mut Wakes::default()), Ok(()));
+        assert_eq!(
+            lane.try_deliver(message(2), &mut Wakes::default()),
+            Err(message(2))
+        );
         assert!(!lane.is_open());
         lane.settled();
         let (_, waker) = counting();

@@ -393,7 +393,7 @@ fn deliver_one(
             // Every delivery of a session with a lane that does not take the lane is
             // counted as pending there (so no later message overtakes it).
             let deliver = if deliver.qos == QoS::AtMostOnce {
-                match lane.try_deliver_held(outgoing(deliver), wakes) {
+                match lane.try_deliver(outgoing(deliver), wakes) {
                     Ok(()) => {
                         *direct += 1;
                         return None;
@@ -404,7 +404,7 @@ fn deliver_one(
                 lane.hold();
                 deliver
             } else {
-                match paths.direct.try_deliver(lane, outgoing(deliver)) {
+                match paths.direct.try_deliver(lane, outgoing(deliver), wakes) {
                     Ok(taken) => {
                         // A queued one counts as sent when the session sends it.
                         *direct += u64::from(taken == Taken::Written);
