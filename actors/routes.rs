@@ -57,9 +57,10 @@ pub struct Subscription {
     pub identifier: Option<u32>,
 }
 
-/// How a message offered to a named actor fared.
+/// How a message offered to a named actor fared (`R`: what is handed back when no actor
+/// runs under the name).
 #[derive(Debug)]
-pub enum Offer<A: Actor, M> {
+pub enum Offer<A: Actor, M, R = M> {
     /// It is in the actor's mailbox.
     Sent,
     /// The mailbox is full: the message is handed back, with the actor's address to wait
@@ -67,25 +68,18 @@ pub enum Offer<A: Actor, M> {
     Full(Addr<A>, M),
     /// The actor stopped after it was named here: the message is handed back.
     Closed(M),
-    /// No actor runs under that name: the message is handed back.
-    Absent(M),
+    /// No actor runs under that name: the message (or what it was to be built from) is
+    /// handed back.
+    Absent(R),
 }
 
 /// A session's ways around its mailbox, registered for its client id: its lane and its
 /// shared outbound state, with the session they belong to.
 type SessionPaths = (Addr<Session>, Arc<Lane>, Arc<Direct>);
 
-/// How a message offered to a running Topic fared ([`Routes::offer_topic`]).
-pub enum TopicOffer {
-    /// It is in the Topic's mailbox.
-    Sent,
-    /// The mailbox is full: the message is handed back with the Topic's address to wait on.
-    Full(Addr<Topic>, Distribute),
-    /// The Topic stopped after it was named here: the message is handed back.
-    Closed(Distribute),
-    /// No Topic runs under that name: the envelope is handed back.
-    Absent(Envelope),
-}
+/// How a message offered to a running Topic fared ([`Routes::offer_topic`]): when no
+/// Topic runs, the envelope is handed back, not built into a message.
+pub type TopicOffer = Offer<Topic, Distribute, Envelope>;
 
 /// A running Topic and whether a publish to it must wait for store writes.
 struct TopicRoute {
@@ -171,30 +165,30 @@ impl Routes {
 
     /// Whether the Topic serving `name` (if one runs) may have to store a QoS 1/2 message
     /// (it has had a persistent subscriber).
-    pub fn topic_stores(&self, name: &str) -> Option<bool> {
+    #[cfg(test)]
+    pub(crate) fn topic_stores(&self, name: &str) -> Option<bool> {
         self.topics
             .get(name)
             .map(|a| a.value().stores.load(Ordering::Acquire))
     }
 
     /// Offers a message to the Topic serving `envelope`'s name, built by `make` from the
-    /// envelope and the Topic's `stores` flag, through the Topic's stored address: actix
-    /// bounds a mailbox per sender, and a fresh clone of the address would always get its
-    /// message in, so only the one stored sender makes a full mailbox hold publishers back.
+    /// envelope and the Topic's `stores` flag, through the Topic's stored address (see the
+    /// module documentation).
     pub fn offer_topic(
         &self,
         envelope: Envelope,
         make: impl FnOnce(Envelope, bool) -> Distribute,
     ) -> TopicOffer {
         let Some(entry) = self.topics.get(envelope.topic.as_str()) else {
-            return TopicOffer::Absent(envelope);
+            return Offer::Absent(envelope);
         };
         let route = entry.value();
         let msg = make(envelope, route.stores.load(Ordering::Acquire));
         match route.topic.try_send(msg) {
-            Ok(()) => TopicOffer::Sent,
-            Err(SendError::Full(msg)) => TopicOffer::Full(route.topic.clone(), msg),
-            Err(SendError::Closed(msg)) => TopicOffer::Closed(msg),
+            Ok(()) => Offer::Sent,
+            Err(SendError::Full(msg)) => Offer::Full(route.topic.clone(), msg),
+            Err(SendError::Closed(msg)) => Offer::Closed(msg),
         }
     }
 

@@ -1242,7 +1242,7 @@ impl Session {
             return None;
         }
         let topic: &str = &publish.topic;
-        let allowed = if self.node.routes.session(topic).is_some() {
+        let allowed = if self.node.routes.is_session(topic) {
             self.permissions.may_message(topic)
         } else {
             self.permissions.may_publish(topic)
