@@ -205,28 +205,12 @@ impl Direct {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::envelope::{Envelope, Message};
-    use crate::actors::ids::TopicName;
     use crate::actors::link::{link, Epoch, LINK_CAPACITY};
     use crate::actors::outbox::Limits;
-    use crate::codec::{Packet, Properties, Protocol};
-    use bytes::Bytes;
+    use crate::codec::{Packet, Protocol};
 
     fn message(qos: QoS) -> Outgoing {
-        Outgoing {
-            envelope: Envelope::new(Message {
-                from: ClientId::from("p"),
-                topic: TopicName::from("t"),
-                qos,
-                retain: false,
-                payload: Bytes::from_static(b"m"),
-                properties: Properties::default(),
-            }),
-            qos,
-            retain: false,
-            subscription_ids: Vec::new(),
-            seq: None,
-        }
+        crate::actors::testing::outgoing(qos, b"m")
     }
 
     fn direct(max_inflight: u16) -> Direct {

@@ -82,6 +82,24 @@ pub(crate) mod testing {
     use crate::codec::{Packet, Protocol};
     use std::time::Duration;
 
+    /// A message from "p" on topic "t", delivered at `qos`, not stored.
+    pub fn outgoing(qos: crate::codec::QoS, payload: &'static [u8]) -> super::outbox::Outgoing {
+        super::outbox::Outgoing {
+            envelope: super::envelope::Envelope::new(super::envelope::Message {
+                from: ids::ClientId::from("p"),
+                topic: ids::TopicName::from("t"),
+                qos,
+                retain: false,
+                payload: bytes::Bytes::from_static(payload),
+                properties: crate::codec::Properties::default(),
+            }),
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+            seq: None,
+        }
+    }
+
     /// A node with the default config, a temporary store and no worker arbiters.
     pub fn node() -> Node {
         node_with(Config::default())

@@ -379,26 +379,10 @@ fn publish(message: &Outgoing, dup: bool, packet_id: Option<u16>) -> Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::envelope::Message;
-    use crate::actors::ids::{ClientId, TopicName};
-    use crate::codec::{Packet, Properties, PubResp, Publish};
-    use bytes::Bytes;
+    use crate::codec::{Packet, PubResp, Publish};
 
     fn msg(qos: QoS, payload: &'static [u8]) -> Outgoing {
-        Outgoing {
-            envelope: Envelope::new(Message {
-                from: ClientId::from("p"),
-                topic: TopicName::from("t"),
-                qos,
-                retain: false,
-                payload: Bytes::from_static(payload),
-                properties: Properties::default(),
-            }),
-            qos,
-            retain: false,
-            subscription_ids: Vec::new(),
-            seq: None,
-        }
+        crate::actors::testing::outgoing(qos, payload)
     }
 
     fn limits(max_messages: usize, max_bytes: usize, max_inflight: u16) -> Limits {

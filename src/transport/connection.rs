@@ -908,6 +908,13 @@ mod tests {
     fn client(node: &Node) -> DuplexStream {
         let (client, server) = tokio::io::duplex(1 << 20);
         let (reader, writer) = tokio::io::split(server);
+        let (peer, gate) = loopback(node);
+        actix_rt::spawn(serve(reader, writer, peer, node.clone(), gate));
+        client
+    }
+
+    /// A loopback peer and the gate the default security admits it with.
+    fn loopback(node: &Node) -> (SocketAddr, Gate) {
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         let security = Arc::new(
             crate::auth::Security::new(&node.config.auth).expect("default [auth] is valid"),
@@ -915,8 +922,7 @@ mod tests {
         let gate = security
             .admit(peer)
             .expect("loopback is allowed by default");
-        actix_rt::spawn(serve(reader, writer, peer, node.clone(), gate));
-        client
+        (peer, gate)
     }
 
     fn bytes(packets: &[Packet]) -> Vec<u8> {
@@ -977,13 +983,7 @@ mod tests {
         let node = node();
         let (_client, server) = tokio::io::duplex(64);
         let (reader, writer) = tokio::io::split(server);
-        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        let security = Arc::new(
-            crate::auth::Security::new(&node.config.auth).expect("default [auth] is valid"),
-        );
-        let gate = security
-            .admit(peer)
-            .expect("loopback is allowed by default");
+        let (peer, gate) = loopback(&node);
         let task = serve(reader, writer, peer, node.clone(), gate);
         let size = std::mem::size_of_val(&task);
         eprintln!("connection future: {size} bytes");
