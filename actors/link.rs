@@ -975,6 +975,55 @@ mod tests {
     }
 
     #[test]
+    fn held_wakes_reach_the_connections_only_when_flushed_or_dropped() {
+        let (link_a, end_a) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
+        let (link_b, end_b) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
+        let (lane_a, lane_b) = (Lane::default(), Lane::default());
+        lane_a.sync(Some(&link_a), true);
+        lane_b.sync(Some(&link_b), true);
+        let (count_a, waker_a) = counting();
+        let (count_b, waker_b) = counting();
+        let mut out = BytesMut::new();
+        assert!(end_a
+            .poll_take(&mut Context::from_waker(&waker_a), &mut out)
+            .is_pending());
+        assert!(end_b
+            .poll_take(&mut Context::from_waker(&waker_b), &mut out)
+            .is_pending());
+        let mut wakes = Wakes::default();
+        for i in 0..10 {
+            assert_eq!(lane_a.try_deliver(message(i), &mut wakes), Ok(()));
+            assert_eq!(lane_b.try_deliver(message(i), &mut wakes), Ok(()));
+        }
+        assert_eq!(count_a.0.load(Ordering::SeqCst), 0, "held, not woken");
+        assert_eq!(count_b.0.load(Ordering::SeqCst), 0, "held, not woken");
+        wakes.wake_all();
+        assert_eq!(
+            count_a.0.load(Ordering::SeqCst),
+            1,
+            "one wake for 10 packets"
+        );
+        assert_eq!(
+            count_b.0.load(Ordering::SeqCst),
+            1,
+            "one wake for 10 packets"
+        );
+        // A batch dropped before it is flushed still wakes what it holds.
+        assert!(end_a
+            .poll_take(&mut Context::from_waker(&waker_a), &mut out)
+            .is_ready());
+        out.clear();
+        assert!(end_a
+            .poll_take(&mut Context::from_waker(&waker_a), &mut out)
+            .is_pending());
+        let mut dropped = Wakes::default();
+        assert_eq!(lane_a.try_deliver(message(10), &mut dropped), Ok(()));
+        assert_eq!(count_a.0.load(Ordering::SeqCst), 1);
+        drop(dropped);
+        assert_eq!(count_a.0.load(Ordering::SeqCst), 2, "dropping wakes");
+    }
+
+    #[test]
     fn an_idle_link_keeps_at_most_one_small_buffer() {
         let (link, end) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
         let (_, waker) = counting();
