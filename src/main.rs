@@ -9,6 +9,11 @@ use fubar::store::{Options, Store};
 use fubar::{Broker, Config};
 use std::io::{BufRead, Write};
 
+/// Messages are allocated on one worker thread and freed on another; mimalloc frees those
+/// without the arena locks glibc's allocator takes.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn load(args: &NodeArgs) -> anyhow::Result<Config> {
     Ok(Config::from_sources(
         args.config.as_deref(),
