@@ -21,7 +21,7 @@
 //! this lock, then the lane's; nobody takes them the other way round.
 
 use super::ids::ClientId;
-use super::link::{ClientLink, Lane, Outbound, Wakes};
+use super::link::{ClientLink, Epoch, Lane, Outbound, Wakes};
 use super::outbox::{Outbox, Outgoing};
 use crate::codec::QoS;
 use crate::metrics::Metrics;
@@ -175,6 +175,26 @@ impl Direct {
         Ok(Taken::Written)
     }
 
+    /// The client on the connection of `epoch` acknowledged a QoS 1 message (PUBACK,
+    /// `completed` false) or completed a QoS 2 one (PUBCOMP, true). Applied here, by the
+    /// connection, without a turn of the session actor, when that is all there is to do:
+    /// the connection is the session's current one, the message was never stored (no copy
+    /// to delete) and nothing waits in the queue for the window this frees. False
+    /// otherwise, changing nothing: the session handles the packet.
+    pub fn try_release(&self, epoch: Epoch, packet_id: u16, completed: bool) -> bool {
+        let mut locked = self.lock();
+        let state = &mut *locked.0;
+        let current = state.link.as_ref().map(ClientLink::epoch) == Some(epoch);
+        if !current || !state.outbox.is_idle() {
+            return false;
+        }
+        if !state.outbox.release_unstored(packet_id, completed) {
+            return false;
+        }
+        locked.count(&self.metrics);
+        true
+    }
+
     /// A PUBLISH of a stored message is going out for the first time: its inflight state
     /// (packet id, stage) goes to the store, so that a restart resends it with DUP.
     pub fn record_sent(&self, packet: &Outbound) {
@@ -205,8 +225,9 @@ impl Direct {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::link::{link, Epoch, LINK_CAPACITY};
+    use crate::actors::link::{link, LINK_CAPACITY};
     use crate::actors::outbox::Limits;
+    use crate::actors::outbox::Outgoing;
     use crate::codec::{Packet, Protocol};
 
     fn message(qos: QoS) -> Outgoing {
@@ -278,5 +299,52 @@ mod tests {
             .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
             .is_err());
         assert!(end.try_recv().is_none());
+    }
+
+    /// Sends `message` the way the session does and returns its packet id.
+    fn sent(d: &Direct, message: Outgoing) -> u16 {
+        match d.lock().send_now(message, Instant::now()) {
+            Outbound::Publish {
+                packet_id: Some(id),
+                ..
+            } => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_connection_releases_only_what_needs_nothing_more_from_the_session() {
+        let d = direct(3);
+        let epoch = Epoch::next();
+        let (client, _end) = link(epoch, Protocol::V311, LINK_CAPACITY);
+        let qos1 = sent(&d, message(QoS::AtLeastOnce));
+        // Not attached (or no longer the current connection): the session decides.
+        assert!(!d.try_release(epoch, qos1, false));
+        d.lock().set_link(Some(client));
+        assert!(!d.try_release(Epoch::next(), qos1, false));
+        // Unknown id, or the wrong acknowledgement for the stage: left to the session.
+        assert!(!d.try_release(epoch, qos1.wrapping_add(7), false));
+        assert!(!d.try_release(epoch, qos1, true));
+        assert_eq!(d.lock().inflight_len(), 1);
+        assert!(d.try_release(epoch, qos1, false));
+        assert_eq!(d.lock().inflight_len(), 0);
+        // A stored message: its copy must be deleted, which is the session's job.
+        let mut stored = message(QoS::AtLeastOnce);
+        stored.seq = Some(9);
+        let stored = sent(&d, stored);
+        assert!(!d.try_release(epoch, stored, false));
+        assert!(d.lock().acked(stored).is_some());
+        // QoS 2: PUBCOMP once PUBREC came (PUBREL sent).
+        let qos2 = sent(&d, message(QoS::ExactlyOnce));
+        assert!(!d.try_release(epoch, qos2, true), "no PUBREC yet");
+        assert!(d.lock().received(qos2).is_some());
+        assert!(d.lock().next_packet(Instant::now()).is_some(), "the PUBREL");
+        assert!(d.try_release(epoch, qos2, true));
+        // A message queued behind the window: the acknowledgement must make the session
+        // send it, so the session gets it.
+        let first = sent(&d, message(QoS::AtLeastOnce));
+        d.lock().push(message(QoS::AtLeastOnce));
+        assert!(!d.try_release(epoch, first, false));
+        assert_eq!(d.lock().len(), 2, "nothing changed");
     }
 }

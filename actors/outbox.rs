@@ -326,6 +326,24 @@ impl Outbox {
         n
     }
 
+    /// PUBACK (`completed` false) or PUBCOMP (true) received for a message that was never
+    /// stored: forgets it and returns true. False, changing nothing, when no such message
+    /// is inflight in that stage or it is in the store (whose copy must be deleted too).
+    pub fn release_unstored(&mut self, packet_id: u16, completed: bool) -> bool {
+        let stage = if completed { Stage::Comp } else { Stage::Ack };
+        let found = self
+            .inflight
+            .iter()
+            .position(|e| e.packet_id == packet_id && e.stage == stage);
+        match found {
+            Some(i) if self.inflight[i].message.seq.is_none() => {
+                self.remove_in_stage(packet_id, stage);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn remove_in_stage(&mut self, packet_id: u16, stage: Stage) -> Option<Outgoing> {
         // Acknowledgements usually arrive in order, so the search stops at the front.
         let i = self

@@ -483,9 +483,11 @@ impl Actor for Session {
 }
 
 /// Attach a connection that sent CONNECT for this client id (its CONNACK is already on
-/// the link).
+/// the link). The answer is the session's outbound state, where the connection applies
+/// the client's PUBACKs and PUBCOMPs itself when nothing else is to be done
+/// ([`Direct::try_release`]).
 #[derive(Message)]
-#[rtype(result = "Result<(), SessionGone>")]
+#[rtype(result = "Result<Arc<Direct>, SessionGone>")]
 pub struct Attach {
     /// The connection's outbound handle.
     pub link: ClientLink,
@@ -517,7 +519,7 @@ pub struct AttachOptions {
 pub struct SessionGone;
 
 impl Handler<Attach> for Session {
-    type Result = Result<(), SessionGone>;
+    type Result = Result<Arc<Direct>, SessionGone>;
 
     fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
         if self.ending {
@@ -571,7 +573,7 @@ impl Handler<Attach> for Session {
             }));
         }
         self.pump(ctx);
-        Ok(())
+        Ok(self.direct.clone())
     }
 }
 
@@ -1301,6 +1303,8 @@ impl Session {
             self.refused = Some(epoch);
             if let Some(link) = self.link.as_ref().filter(|l| l.epoch() == epoch) {
                 link.close(CloseReason::Violation { reason, what });
+                // Neither Topics nor the connection (its acknowledgements) use it any more.
+                self.outbox().set_link(None);
             }
         }
     }

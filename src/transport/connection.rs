@@ -32,6 +32,7 @@
 //! stay in the task.
 
 use super::connect;
+use crate::actors::direct::Direct;
 use crate::actors::link::{Outbound, SendError, Signal};
 use crate::actors::registry::{OpenSession, OpenSessionError};
 use crate::actors::session::{Attach, AttachOptions, Detached, Inbound, InboundError, Piped};
@@ -169,6 +170,9 @@ struct Connection<R> {
 struct Established {
     client_id: ClientId,
     session: Addr<Session>,
+    /// The session's outbound state, where the client's PUBACKs and PUBCOMPs are applied
+    /// when that is all they need.
+    direct: Arc<Direct>,
     end: LinkEnd,
     keep_alive: Option<Duration>,
     /// MQTT 5: the CONNECT set no Session Expiry Interval ([MQTT-3.14.2-2]).
@@ -291,6 +295,7 @@ where
     let Established {
         client_id,
         session,
+        direct,
         end,
         keep_alive,
         expiry_was_zero,
@@ -303,7 +308,14 @@ where
         lingered: false,
     };
     let result = {
-        let run = pin!(conn.run(&session, &end, &pipeline, keep_alive, expiry_was_zero));
+        let run = pin!(conn.run(
+            &session,
+            &direct,
+            &end,
+            &pipeline,
+            keep_alive,
+            expiry_was_zero
+        ));
         outflow.beside(&end, run).await
     };
     let exit = match result {
@@ -595,7 +607,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 link,
                 options: options.clone(),
             };
-            if let Ok(Ok(())) = opened.session.send(attach).await {
+            if let Ok(Ok(direct)) = opened.session.send(attach).await {
                 info!(self.log(), "client connected";
                     "client_id" => %client_id, "protocol" => protocol.level(),
                     "clean_start" => connect.clean_start, "session_present" => opened.present,
@@ -603,6 +615,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 return Ok(Established {
                     client_id,
                     session: opened.session,
+                    direct,
                     end,
                     keep_alive: keep_alive.timeout,
                     expiry_was_zero: connect.properties.session_expiry_interval.unwrap_or(0) == 0,
@@ -621,6 +634,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     async fn run(
         &mut self,
         session: &Addr<Session>,
+        direct: &Direct,
         end: &LinkEnd,
         pipeline: &Arc<Semaphore>,
         keep_alive: Option<Duration>,
@@ -630,18 +644,22 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         // Disabled (keep_alive None) the timer is never polled.
         let idle = sleep(keep_alive.unwrap_or(Duration::from_secs(3600)));
         tokio::pin!(idle);
+        // When the client last sent a complete packet (only those count as activity), read
+        // once per batch of packets. The timer is not moved for each: when it fires, it is
+        // set again to this time plus the keep-alive, unless that has passed.
+        let mut last_packet = Instant::now();
         loop {
+            let mut fresh = true;
             loop {
                 // The decoded packet (over 400 bytes) must not live across an await, or
                 // every connection's task would keep room for it: the step is computed in
                 // its own statement.
                 let step = match codec::decode(&mut self.buf, self.protocol, max) {
                     Ok(Some(packet)) => {
-                        // Only complete inbound packets count as activity.
-                        if let Some(d) = keep_alive {
-                            idle.as_mut().reset(Instant::now() + d);
+                        if std::mem::take(&mut fresh) && keep_alive.is_some() {
+                            last_packet = Instant::now();
                         }
-                        self.dispatch(packet, session, end, pipeline, expiry_was_zero)
+                        self.dispatch(packet, session, direct, end, pipeline, expiry_was_zero)
                     }
                     Ok(None) => break,
                     Err(e) => return Exit::from_decode(e),
@@ -661,7 +679,13 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             tokio::select! {
                 biased;
                 signal = end.signal() => return closed(signal),
-                _ = &mut idle, if keep_alive.is_some() => return Exit::KeepAliveTimeout,
+                _ = &mut idle, if keep_alive.is_some() => {
+                    let deadline = last_packet + keep_alive.unwrap_or_default();
+                    if deadline <= Instant::now() {
+                        return Exit::KeepAliveTimeout;
+                    }
+                    idle.as_mut().reset(deadline);
+                }
                 read = self.reader.read_buf(&mut self.buf) => match read {
                     Ok(0) => return Exit::Lost("closed by peer".into()),
                     Ok(n) => self.busy = n == free,
@@ -678,6 +702,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         &self,
         packet: Packet,
         session: &'a Addr<Session>,
+        direct: &Direct,
         end: &'a LinkEnd,
         pipeline: &'a Arc<Semaphore>,
         expiry_was_zero: bool,
@@ -736,6 +761,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     }
                 }))
             }
+            // A subscriber acknowledging a message: usually nothing but the outbox changes,
+            // so the session actor is not involved.
+            Packet::PubAck(ack) if direct.try_release(epoch, ack.packet_id, false) => Step::Next,
+            Packet::PubComp(comp) if direct.try_release(epoch, comp.packet_id, true) => Step::Next,
             packet @ (Packet::Publish(_)
             | Packet::PubAck(_)
             | Packet::PubRec(_)
@@ -1020,7 +1049,17 @@ mod tests {
             lingered: false,
         };
         let conn_size = std::mem::size_of_val(&conn);
-        let run = conn.run(&session, &end, &pipeline, None, false);
+        let direct = Direct::new(
+            ClientId::from("sizes"),
+            node.store.clone(),
+            node.metrics.clone(),
+            crate::actors::outbox::Outbox::new(crate::actors::outbox::Limits {
+                max_messages: 1,
+                max_bytes: 1,
+                max_inflight: 1,
+            }),
+        );
+        let run = conn.run(&session, &direct, &end, &pipeline, None, false);
         let run_size = std::mem::size_of_val(&run);
         let run = pin!(run);
         let beside = outflow.beside(&end, run);
