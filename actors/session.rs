@@ -21,7 +21,8 @@
 //! QoS 1 message is acknowledged, and a QoS 2 message is PUBREC'd, only once it is in every
 //! destination's mailbox. When a destination's mailbox is full the message waits for room,
 //! which holds back the publisher's connection (and so the publisher, through TCP); the
-//! client's later publishes are routed after it (`route_tail`), so they keep their order.
+//! client's later publishes wait in a queue behind it (`held_routes`), so they keep their
+//! order, and are all routed at once when its wait ends.
 //! Topics put QoS 0 messages for this client straight on its link through its [`Lane`]
 //! while the session has nothing waiting for the link ([`LaneDeliver`] otherwise), and
 //! QoS 1/2 messages too, through the outbox it shares with them ([`Direct`]), when the
@@ -90,6 +91,22 @@ pub const MAX_PENDING_ACKS: usize = 256;
 /// A routing step that has to wait (for a Topic to start, or for room in a mailbox).
 type Pending = Pin<Box<dyn Future<Output = ()>>>;
 
+/// The publishes of the client held behind one whose routing waits, in order (boxed in
+/// the session: only a publisher held back by a full mailbox or a starting Topic has one).
+#[derive(Default)]
+struct HeldRoutes(VecDeque<HeldRoute>);
+
+/// A publish of the client held behind an earlier one whose routing waits.
+struct HeldRoute {
+    envelope: Envelope,
+    acknowledge: bool,
+    inbound: Option<(ClientId, u16)>,
+    /// Gets the store writes of its routing, which its acknowledgement waits for.
+    commits: oneshot::Sender<Vec<Committed>>,
+    /// Completed once it is routed (its hand-over done).
+    routed: oneshot::Sender<()>,
+}
+
 /// An acknowledgement waiting for the store writes of its PUBLISH.
 struct PendingAck {
     /// Serial number, to find it when its writes complete.
@@ -148,9 +165,9 @@ pub struct Session {
     lane: Arc<Lane>,
     /// A connection whose piped packet broke the protocol: its later packets are ignored.
     refused: Option<Epoch>,
-    /// Done when the last publish whose routing had to wait is routed; later publishes of
-    /// the client are routed after it, so they keep their order.
-    route_tail: Option<oneshot::Receiver<()>>,
+    /// Set while the routing of one of the client's publishes waits (for a Topic to start,
+    /// or for room in a mailbox): the later publishes, held in order until it is done.
+    held_routes: Option<Box<HeldRoutes>>,
     /// Acknowledgements waiting for store writes, in PUBLISH order.
     acks: Lazy<VecDeque<PendingAck>>,
     /// Serial number of the next pending acknowledgement.
@@ -381,7 +398,7 @@ impl Session {
             owner: None,
             lane: Arc::default(),
             refused: None,
-            route_tail: None,
+            held_routes: None,
             acks: Lazy::default(),
             ack_serial: 0,
             restored_expiry: None,
@@ -954,28 +971,37 @@ impl Session {
         let inbound = (qos == QoS::ExactlyOnce && self.persistent())
             .then(|| (self.client_id.clone(), packet_id));
         let acknowledge = ack.is_some();
-        let (pending, commits) = match self.after_earlier_routes() {
+        let (pending, commits) = match self.held_routes.as_mut() {
             None => {
                 let routed = route(&self.node, envelope, acknowledge, inbound);
-                (routed.pending, Commits::Now(routed.commits))
+                let pending = routed.pending.map(|pending| {
+                    // Later publishes of this client wait behind this one.
+                    self.held_routes = Some(Box::default());
+                    let (routed, done) = oneshot::channel();
+                    self.resume_routes_after(pending, routed, ctx);
+                    Box::pin(async move {
+                        let _ = done.await;
+                    }) as Pending
+                });
+                (pending, Commits::Now(routed.commits))
             }
             // An earlier publish is still being routed: this one goes after it.
-            Some(earlier) => {
-                let node = self.node.clone();
+            Some(held) => {
                 let (commits, later) = oneshot::channel();
+                let (routed, done) = oneshot::channel();
+                held.0.push_back(HeldRoute {
+                    envelope,
+                    acknowledge,
+                    inbound,
+                    commits,
+                    routed,
+                });
                 let pending: Pending = Box::pin(async move {
-                    earlier.await;
-                    let routed = route(&node, envelope, acknowledge, inbound);
-                    let _ = commits.send(routed.commits);
-                    if let Some(pending) = routed.pending {
-                        pending.await;
-                    }
+                    let _ = done.await;
                 });
                 (Some(pending), Commits::Later(later))
             }
         };
-        // Later publishes of this client are routed after this one, so they keep their order.
-        let pending = pending.map(|pending| self.route_after(pending));
         let Some(ack) = ack else {
             return match pending {
                 None => self.settle(),
@@ -1023,25 +1049,37 @@ impl Session {
         }
     }
 
-    /// The routing of this client's earlier publishes that is still waiting, if any.
-    fn after_earlier_routes(&mut self) -> Option<Pending> {
-        let mut tail = self.route_tail.take()?;
-        match tail.try_recv() {
-            Err(oneshot::error::TryRecvError::Empty) => Some(Box::pin(async move {
-                let _ = tail.await;
-            })),
-            _ => None,
-        }
+    /// Waits for the `pending` hand-over of a publish, tells it through `routed`, then
+    /// routes the publishes held behind it.
+    fn resume_routes_after(
+        &mut self,
+        pending: Pending,
+        routed: oneshot::Sender<()>,
+        ctx: &mut Context<Self>,
+    ) {
+        ctx.spawn(wrap_future(pending).map(move |(), act: &mut Self, ctx| {
+            let _ = routed.send(());
+            act.resume_routes(ctx);
+        }));
     }
 
-    /// `pending` routing, after which the client's next publish may be routed.
-    fn route_after(&mut self, pending: Pending) -> Pending {
-        let (done, tail) = oneshot::channel();
-        self.route_tail = Some(tail);
-        Box::pin(async move {
-            pending.await;
-            let _ = done.send(());
-        })
+    /// Routes the held publishes in order, all in this turn (so that their Topics get them
+    /// together), until one has to wait again; with none left, routing stops holding.
+    fn resume_routes(&mut self, ctx: &mut Context<Self>) {
+        while let Some(next) = self.held_routes.as_mut().and_then(|held| held.0.pop_front()) {
+            let routed = route(&self.node, next.envelope, next.acknowledge, next.inbound);
+            let _ = next.commits.send(routed.commits);
+            match routed.pending {
+                None => {
+                    let _ = next.routed.send(());
+                }
+                Some(pending) => {
+                    self.resume_routes_after(pending, next.routed, ctx);
+                    return;
+                }
+            }
+        }
+        self.held_routes = None;
     }
 
     /// Sends an acknowledgement that waits for nothing, after those still waiting for their

@@ -1073,13 +1073,24 @@ mod tests {
 
     #[actix_rt::test]
     async fn piped_publishes_keep_their_order_and_acks() {
+        publishes_keep_their_order_and_acks("t", "t").await;
+    }
+
+    #[actix_rt::test]
+    async fn publishes_held_behind_a_starting_topic_keep_their_order_and_acks() {
+        // No Topic serves "t/x" until the first publish starts it: that publish's routing
+        // waits, and the ones after it are held, then routed together.
+        publishes_keep_their_order_and_acks("t/+", "t/x").await;
+    }
+
+    async fn publishes_keep_their_order_and_acks(filter: &str, topic: &str) {
         let node = node();
-        let mut end = subscriber(&node, "t").await;
+        let mut end = subscriber(&node, filter).await;
         let mut client = client(&node);
         // One write: more publishes than the pipeline has slots, acknowledged in order.
         let n = 3 * PIPELINE as u16;
         let mut packets = vec![connect("pub")];
-        packets.extend((1..=n).map(|i| publish("t", QoS::AtLeastOnce, i)));
+        packets.extend((1..=n).map(|i| publish(topic, QoS::AtLeastOnce, i)));
         client.write_all(&bytes(&packets)).await.unwrap();
         let got = read(&mut client, 1 + usize::from(n)).await;
         assert!(matches!(got[0], Packet::ConnAck(_)));
