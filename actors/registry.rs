@@ -29,7 +29,7 @@ use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::routes::Subscription;
 use super::session::{self, Discard, Lazy, Session};
-use super::topic::{SetSubscriber, Stop, Subscriber, Topic};
+use super::topic::{Intake, SetSubscriber, Stop, Subscriber, Topic};
 use super::Node;
 use crate::codec::QoS;
 use crate::metrics::Metrics;
@@ -619,18 +619,39 @@ impl Registry {
         let (routes, metrics) = (self.node.routes.clone(), self.node.metrics.clone());
         let topic_name = name.clone();
         let stores = subscribers.values().any(|s| s.persistent);
+        let intake = Arc::new(Intake::default());
+        let topic_intake = intake.clone();
         let topic = if workers.is_empty() {
-            Topic::new(topic_name, subscribers, routes, metrics, &log, store).start()
+            Topic::new(
+                topic_name,
+                subscribers,
+                routes,
+                metrics,
+                &log,
+                store,
+                topic_intake,
+            )
+            .start()
         } else {
             let mut h = DefaultHasher::new();
             name.hash(&mut h);
             let arbiter = &workers[(h.finish() % workers.len() as u64) as usize];
             Topic::start_in_arbiter(arbiter, move |_| {
-                Topic::new(topic_name, subscribers, routes, metrics, &log, store)
+                Topic::new(
+                    topic_name,
+                    subscribers,
+                    routes,
+                    metrics,
+                    &log,
+                    store,
+                    topic_intake,
+                )
             })
         };
         self.topics.insert(name.as_str(), topic.clone());
-        self.node.routes.insert_topic(name, topic.clone(), stores);
+        self.node
+            .routes
+            .insert_topic(name, topic.clone(), stores, intake);
         Metrics::incr(&self.node.metrics.topics);
         topic
     }

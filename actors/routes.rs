@@ -36,7 +36,7 @@ use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::link::Lane;
 use super::session::Session;
-use super::topic::{Distribute, Topic};
+use super::topic::{Admission, Distribute, Intake, Topic};
 use crate::codec::SubscriptionOptions;
 use crate::topic::FilterTrie;
 use actix::dev::ToEnvelope;
@@ -90,6 +90,8 @@ struct TopicRoute {
     /// Topic stores nothing and the publisher is acknowledged once the message is in its
     /// mailbox.
     stores: AtomicBool,
+    /// The room in the Topic's mailbox, in bytes.
+    intake: Arc<Intake>,
 }
 
 /// Names → actors and the filter trie; see the module documentation.
@@ -172,9 +174,16 @@ impl Routes {
             .map(|a| a.value().stores.load(Ordering::Acquire))
     }
 
+    /// Bytes taken in the intake of the Topic serving `name` (if one runs).
+    #[cfg(test)]
+    pub(crate) fn topic_intake(&self, name: &str) -> Option<usize> {
+        self.topics.get(name).map(|a| a.value().intake.taken())
+    }
+
     /// Offers a message to the Topic serving `envelope`'s name, built by `make` from the
     /// envelope and the Topic's `stores` flag, through the Topic's stored address (see the
-    /// module documentation).
+    /// module documentation). The message takes room in the Topic's [`Intake`]; without
+    /// room it comes back as [`Offer::Full`], to be sent once [`Distribute::admit`] got it.
     pub fn offer_topic(
         &self,
         envelope: Envelope,
@@ -184,11 +193,22 @@ impl Routes {
             return Offer::Absent(envelope);
         };
         let route = entry.value();
-        let msg = make(envelope, route.stores.load(Ordering::Acquire));
+        let cost = Intake::cost(&envelope);
+        let mut msg = make(envelope, route.stores.load(Ordering::Acquire));
+        if !route.intake.try_take(cost) {
+            msg.admission = Admission::Wait(route.intake.clone(), cost);
+            return Offer::Full(route.topic.clone(), msg);
+        }
+        msg.admission = Admission::Taken(cost);
         match route.topic.try_send(msg) {
             Ok(()) => Offer::Sent,
             Err(SendError::Full(msg)) => Offer::Full(route.topic.clone(), msg),
-            Err(SendError::Closed(msg)) => Offer::Closed(msg),
+            Err(SendError::Closed(mut msg)) => {
+                // Nobody will give this room back, and the next Topic has its own intake.
+                route.intake.give_back(cost);
+                msg.admission = Admission::Free;
+                Offer::Closed(msg)
+            }
         }
     }
 
@@ -249,9 +269,22 @@ impl Routes {
     }
 
     /// Registers a topic (Registry only); `stores`: it starts with a persistent subscriber.
-    pub(super) fn insert_topic(&self, name: TopicName, topic: Addr<Topic>, stores: bool) {
+    pub(super) fn insert_topic(
+        &self,
+        name: TopicName,
+        topic: Addr<Topic>,
+        stores: bool,
+        intake: Arc<Intake>,
+    ) {
         let stores = AtomicBool::new(stores);
-        self.topics.insert(name, TopicRoute { topic, stores });
+        self.topics.insert(
+            name,
+            TopicRoute {
+                topic,
+                stores,
+                intake,
+            },
+        );
     }
 
     /// A persistent subscriber joins the Topic of `name` (Registry only, before it

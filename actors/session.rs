@@ -52,7 +52,7 @@ use super::link::{AckKind, ClientLink, CloseReason, Epoch, Lane, Outbound, Reser
 use super::outbox::{Limits, Outbox, Outgoing};
 use super::registry::{self, EnsureTopic, Retain, SessionEnded, SubscribeRefused};
 use super::routes::{Offer, Subscription, TopicOffer};
-use super::topic::Distribute;
+use super::topic::{Admission, Distribute};
 use super::Node;
 use crate::auth::Permissions;
 use crate::codec::{
@@ -1066,7 +1066,11 @@ impl Session {
     /// Routes the held publishes in order, all in this turn (so that their Topics get them
     /// together), until one has to wait again; with none left, routing stops holding.
     fn resume_routes(&mut self, ctx: &mut Context<Self>) {
-        while let Some(next) = self.held_routes.as_mut().and_then(|held| held.0.pop_front()) {
+        while let Some(next) = self
+            .held_routes
+            .as_mut()
+            .and_then(|held| held.0.pop_front())
+        {
             let routed = route(&self.node, next.envelope, next.acknowledge, next.inbound);
             let _ = next.commits.send(routed.commits);
             match routed.pending {
@@ -1719,6 +1723,7 @@ fn route(
     let backpressure = node.config.session.queue_full == QueueFull::Backpressure;
     let mut inbound = inbound;
     let offered = routes.offer_topic(envelope, |envelope, stores| Distribute {
+        admission: Admission::Free,
         envelope,
         durable: Durable {
             commit: if stores || backpressure {
@@ -1731,12 +1736,13 @@ fn route(
     });
     let deliver: Option<Pending> = match offered {
         TopicOffer::Sent => None,
-        // Not in the mailbox yet: the answer waits until the Topic has it.
+        // Not in the mailbox yet: the answer waits until the Topic has room and has it.
         TopicOffer::Full(topic, mut msg) => {
             if msg.durable.commit.is_none() {
                 msg.durable.commit = durable();
             }
             Some(Box::pin(async move {
+                msg.admit().await;
                 let _ = topic.send(msg).await;
             }))
         }
@@ -1749,6 +1755,7 @@ fn route(
         }
         TopicOffer::Absent(envelope) if routes.has_subscriber(envelope.topic.as_str()) => {
             let distribute = Distribute {
+                admission: Admission::Free,
                 envelope,
                 durable: Durable {
                     commit: durable(),
@@ -1859,6 +1866,7 @@ pub fn session_expiry(secs: u32, max_age: u64) -> Duration {
 mod tests {
     use super::*;
     use crate::actors::testing::{attach, next, node, node_with, nothing};
+    use crate::actors::topic::INTAKE_BYTES;
     use crate::codec::{PubResp, Publish, SubscribeTopic};
     use bytes::Bytes;
 
@@ -2167,6 +2175,70 @@ mod tests {
     }
 
     /// A persistent session `id` subscribed to `filter` at QoS 1, then left offline.
+    #[actix_rt::test]
+    async fn a_held_back_topic_takes_no_more_than_its_intake_and_loses_nothing() {
+        let mut config = crate::Config::default();
+        config.session.max_queued_messages = 2;
+        config.session.queue_full = QueueFull::Backpressure;
+        let node = node_with(config);
+        offline_subscriber(&node, "p", "q").await;
+        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        for id in 1..=3 {
+            publish_qos1(&publ, pe, &mut pend, id).await;
+        }
+        // The subscriber's queue is over its limit, so the Topic waits, and what is
+        // published meanwhile piles up in its mailbox, up to its intake.
+        const MIB: usize = 1024 * 1024;
+        let big = |id: u16| {
+            let mut p = publish("q", QoS::AtLeastOnce, Some(id));
+            if let Packet::Publish(p) = &mut p {
+                p.payload = vec![id as u8; MIB].into();
+            }
+            p
+        };
+        let n = 20u16;
+        for id in 4..4 + n {
+            publ.do_send(Inbound {
+                epoch: pe,
+                packet: big(id),
+            });
+        }
+        let bound = INTAKE_BYTES + MIB + 1024;
+        let mut taken = 0;
+        for _ in 0..200 {
+            taken = node.routes.topic_intake("q").expect("a running Topic");
+            if taken >= INTAKE_BYTES - MIB {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(taken >= INTAKE_BYTES - MIB, "the intake fills: {taken}");
+        // The rest waits in the publisher's session, not in the Topic's mailbox.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let taken = node.routes.topic_intake("q").expect("a running Topic");
+        assert!(taken <= bound, "{taken} bytes in the Topic's mailbox");
+        // The subscriber comes back: every message arrives, in order.
+        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
+        for id in 1..4 + n {
+            match next(&mut end).await {
+                Packet::Publish(p) => {
+                    if id >= 4 {
+                        assert_eq!((p.payload.len(), p.payload[0]), (MIB, id as u8));
+                    }
+                    inbound(
+                        &s,
+                        epoch,
+                        Packet::PubAck(PubResp::new(p.packet_id.unwrap())),
+                    )
+                    .await
+                    .unwrap()
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(node.metrics.snapshot().dropped, 0);
+    }
+
     async fn offline_subscriber(node: &Node, id: &str, filter: &str) {
         let (s, epoch, mut end) = attach(node, id, false, persistent()).await;
         inbound(&s, epoch, subscribe(filter, QoS::AtLeastOnce))

@@ -28,6 +28,11 @@
 //! spawn futures), so a session's mailbox always drains, even while that session is itself
 //! waiting for room in this Topic's mailbox.
 //!
+//! The mailbox is bounded in bytes as well as in messages: publishes offered through the
+//! route snapshot take room in the Topic's [`Intake`] (payload and topic bytes plus a fixed
+//! cost per message, [`INTAKE_BYTES`] in all) and the Topic gives it back as it takes each
+//! message out. A publisher finding no room waits for it, which holds its connection back.
+//!
 //! Durability: for a QoS 1/2 message, each *persistent* subscriber that gets it at QoS 1/2
 //! is given a store sequence number, and all those queue entries (with the publisher's QoS 2
 //! marker, if any) go to the store thread as one write whose [`Commit`](crate::store::Commit)
@@ -50,22 +55,125 @@ use crate::store::{Batch, Commit, Store};
 use actix::prelude::*;
 use slog::{debug, o, Logger};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How often a Topic held back by a full session queue looks again.
 const PRESSURE_POLL: Duration = Duration::from_millis(5);
 
-/// Mailbox size of a Topic: the messages that may wait for it before publishers are held
-/// back (through the one stored sender, see [`Routes`]).
+/// Mailbox size of a Topic in messages: the messages that may wait for it before
+/// publishers are held back (through the one stored sender, see [`Routes`]).
 ///
 /// Large because of how actix holds senders back: once the mailbox is full, the shared
 /// sender is parked and every publish takes the slow path (an address clone and a send
 /// that waits). With 256, 1,000 publishers into one Topic (fan-in) spent most of their
-/// time there: 110k/s instead of 375k/s. 16,384 messages stay a bound (at 1 KiB payloads,
-/// 16 MiB); a counting gate without parking is the better fix.
+/// time there: 110k/s instead of 375k/s. The bound that usually holds is the one in bytes,
+/// [`INTAKE_BYTES`], which does not park anybody.
 pub const MAILBOX: usize = 16384;
+
+/// Bytes of messages offered to a Topic and not yet taken out of its mailbox, at most (one
+/// message is always let in, however large).
+pub const INTAKE_BYTES: usize = 8 * 1024 * 1024;
+
+/// What a message costs in a Topic's [`Intake`] besides its payload and topic name: the
+/// envelope, the mailbox entry and the `Distribute` around it.
+const INTAKE_OVERHEAD: usize = 256;
+
+/// The room in a Topic's mailbox, counted in bytes ([`INTAKE_BYTES`]). Publishers take room
+/// before they offer a message ([`Intake::try_take`], or [`Intake::take`] to wait for it);
+/// the Topic gives it back as it takes each message out of its mailbox. Shared by the Topic
+/// and its entry in the route snapshot.
+#[derive(Debug, Default)]
+pub struct Intake {
+    /// Bytes taken and not given back yet.
+    bytes: AtomicUsize,
+    /// Publishers waiting for room (so that giving room back signals only when one waits).
+    waiting: AtomicUsize,
+    /// The Topic stopped: nobody gives room back any more, so nobody waits for it.
+    closed: AtomicBool,
+    /// Signalled when room is given back while somebody waits.
+    room: Notify,
+}
+
+impl Intake {
+    /// What `envelope` costs in the intake.
+    pub fn cost(envelope: &Envelope) -> usize {
+        envelope.size() + INTAKE_OVERHEAD
+    }
+
+    /// Takes `cost` bytes if they fit, or if nothing is taken (so one message of any size
+    /// gets in). False: no room now.
+    pub fn try_take(&self, cost: usize) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut taken = self.bytes.load(Ordering::Relaxed);
+        loop {
+            if taken > 0 && taken.saturating_add(cost) > INTAKE_BYTES {
+                return false;
+            }
+            match self.bytes.compare_exchange_weak(
+                taken,
+                taken + cost,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => taken = now,
+            }
+        }
+    }
+
+    /// Takes `cost` bytes, waiting until they fit.
+    pub async fn take(&self, cost: usize) {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before the check, so room given back in between is not missed.
+            room.as_mut().enable();
+            if self.try_take(cost) {
+                break;
+            }
+            room.await;
+        }
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Gives back the `cost` bytes of a message taken out of the mailbox.
+    pub fn give_back(&self, cost: usize) {
+        self.bytes.fetch_sub(cost, Ordering::AcqRel);
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Bytes taken now.
+    pub fn taken(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The Topic stopped: lets every waiting and later publisher through (its message then
+    /// finds the Topic gone, like one sent just before it stopped).
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.room.notify_waiters();
+    }
+}
+
+/// A message's room in its Topic's [`Intake`].
+#[derive(Debug, Default)]
+pub enum Admission {
+    /// It took no room (it came another way than the route snapshot).
+    #[default]
+    Free,
+    /// It took this many bytes, which the Topic gives back when it takes the message out.
+    Taken(usize),
+    /// It must take this many bytes of this intake before it is sent ([`Distribute::admit`]).
+    Wait(Arc<Intake>, usize),
+}
 
 /// Message bytes a Topic fans out at most while it holds its subscribers' wake-ups, so that
 /// a mailbox that keeps refilling neither holds their writes back for long nor fills their
@@ -128,6 +236,8 @@ pub struct Topic {
     flush_due: bool,
     /// Bytes of the messages fanned out since `wakes` was last flushed.
     held_bytes: usize,
+    /// The room in this Topic's mailbox, shared with its route entry.
+    intake: Arc<Intake>,
 }
 
 impl Topic {
@@ -140,6 +250,7 @@ impl Topic {
         metrics: Arc<Metrics>,
         log: &Logger,
         store: Store,
+        intake: Arc<Intake>,
     ) -> Self {
         let log = log.new(o!("topic" => name.to_string()));
         let mut topic = Topic {
@@ -151,6 +262,7 @@ impl Topic {
             wakes: Wakes::default(),
             flush_due: false,
             held_bytes: 0,
+            intake,
         };
         for (client_id, subscriber) in subscribers {
             topic.insert(client_id, subscriber);
@@ -175,6 +287,10 @@ impl Actor for Topic {
         ctx.set_mailbox_capacity(MAILBOX);
         debug!(self.log, "topic started"; "subscribers" => self.subscribers.len());
     }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.intake.close();
+    }
 }
 
 /// Fan a published message out to every subscriber.
@@ -185,12 +301,27 @@ pub struct Distribute {
     pub envelope: Envelope,
     /// Completed once the copies for persistent subscribers are durable.
     pub durable: Durable,
+    /// Its room in the Topic's intake.
+    pub admission: Admission,
+}
+
+impl Distribute {
+    /// Waits for room in the Topic's intake if the message must (see [`Admission::Wait`]).
+    pub async fn admit(&mut self) {
+        if let Admission::Wait(intake, cost) = &self.admission {
+            intake.take(*cost).await;
+            self.admission = Admission::Taken(*cost);
+        }
+    }
 }
 
 impl Handler<Distribute> for Topic {
     type Result = ();
 
-    fn handle(&mut self, msg: Distribute, ctx: &mut Self::Context) {
+    fn handle(&mut self, mut msg: Distribute, ctx: &mut Self::Context) {
+        if let Admission::Taken(cost) = std::mem::take(&mut msg.admission) {
+            self.intake.give_back(cost);
+        }
         self.held_bytes += msg.envelope.size();
         self.distribute(msg, ctx);
         self.settle_wakes(ctx);
@@ -531,6 +662,8 @@ mod tests {
     use crate::actors::testing::{next, node, nothing, subscribe};
     use crate::codec::{Packet, Properties, PubResp};
     use bytes::Bytes;
+    use std::future::Future;
+    use std::pin::Pin;
 
     fn envelope(i: u32, qos: QoS) -> Envelope {
         Envelope::new(Message {
@@ -552,6 +685,40 @@ mod tests {
             .expect("a topic for a subscribed name")
     }
 
+    /// Polls `fut` once: true when it completed.
+    fn ready<F: Future>(fut: Pin<&mut F>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        fut.poll(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn intake_bounds_the_bytes_waiting_and_lets_a_waiter_in_when_room_comes_back() {
+        let intake = Intake::default();
+        // However large, one message gets into an empty intake.
+        assert!(intake.try_take(3 * INTAKE_BYTES));
+        assert!(!intake.try_take(1));
+        intake.give_back(3 * INTAKE_BYTES);
+        let half = INTAKE_BYTES / 2;
+        assert!(intake.try_take(half));
+        assert!(intake.try_take(half));
+        assert!(!intake.try_take(1), "full");
+        assert_eq!(intake.taken(), INTAKE_BYTES);
+        // A publisher waits for room...
+        let mut waiter = std::pin::pin!(intake.take(half));
+        assert!(!ready(waiter.as_mut()));
+        assert!(!ready(waiter.as_mut()));
+        // ...and gets it once the Topic took enough out of its mailbox.
+        intake.give_back(half);
+        assert!(ready(waiter.as_mut()));
+        assert_eq!(intake.taken(), INTAKE_BYTES);
+        // A stopped Topic holds nobody back.
+        let mut waiter = std::pin::pin!(intake.take(half));
+        assert!(!ready(waiter.as_mut()));
+        intake.close();
+        assert!(ready(waiter.as_mut()));
+        assert!(intake.try_take(INTAKE_BYTES));
+    }
+
     #[actix_rt::test]
     async fn full_mailbox_loses_nothing_and_keeps_order() {
         let node = node();
@@ -565,6 +732,7 @@ mod tests {
                 topic.do_send(Distribute {
                     envelope: envelope(i, qos),
                     durable: Durable::default(),
+                    admission: Admission::Free,
                 });
             }
             for i in 0..n {
@@ -608,6 +776,7 @@ mod tests {
             topic.do_send(Distribute {
                 envelope: envelope(i, qos_of(i)),
                 durable: Durable::default(),
+                admission: Admission::Free,
             });
         }
         for i in 0..n {
