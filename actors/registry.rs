@@ -44,6 +44,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// What the registry knows about one client id; one per session of the node, so kept
 /// small (48 bytes).
@@ -154,18 +156,24 @@ pub enum OpenSessionError {
     /// The client id has a session opened by another user.
     #[error("client id belongs to another user")]
     NotOwner,
+    /// The Registry stopped before it could open the session.
+    #[error("registry stopped")]
+    RegistryStopped,
 }
 
-impl Handler<OpenSession> for Registry {
-    type Result = Result<SessionOpened, OpenSessionError>;
+/// How long the Registry waits for a replaced session to stop saving its record.
+const DISCARD_WAIT: Duration = Duration::from_secs(5);
 
-    fn handle(&mut self, msg: OpenSession, _ctx: &mut Self::Context) -> Self::Result {
+impl Handler<OpenSession> for Registry {
+    type Result = ActorResponse<Self, Result<SessionOpened, OpenSessionError>>;
+
+    fn handle(&mut self, msg: OpenSession, ctx: &mut Self::Context) -> Self::Result {
         if self.exact_filters.contains_key(msg.client_id.as_str()) {
-            return Err(OpenSessionError::IdentifierIsTopic);
+            return ActorResponse::reply(Err(OpenSessionError::IdentifierIsTopic));
         }
         if let Some(client) = self.clients.get(&msg.client_id) {
             if client.owner != msg.owner {
-                return Err(OpenSessionError::NotOwner);
+                return ActorResponse::reply(Err(OpenSessionError::NotOwner));
             }
         }
         if let Some(client) = self.clients.get_mut(&msg.client_id) {
@@ -185,16 +193,48 @@ impl Handler<OpenSession> for Registry {
                     self.node.store.submit(batch);
                     self.refresh_topics(&msg.client_id);
                 }
-                return Ok(SessionOpened {
+                return ActorResponse::reply(Ok(SessionOpened {
                     session,
                     present: true,
-                });
+                }));
             }
         }
+        let stored = self.clients.get(&msg.client_id).is_some_and(|c| c.stored);
         if let Some(old) = self.remove_client(&msg.client_id) {
             debug!(self.node.log, "session replaced"; "client_id" => %msg.client_id);
-            old.do_send(Discard);
+            if !stored {
+                old.do_send(Discard);
+                return ActorResponse::reply(Ok(self.new_session(msg)));
+            }
+            // The replaced session may still be saving its record (its connection has just
+            // gone, and its Detached can be handled after the deletion above): the new
+            // session starts, and the record is deleted again, only once the old one has
+            // stopped saving. Other requests wait meanwhile, so none sees it half done.
+            let (opened, answer) = oneshot::channel();
+            ctx.wait(
+                async move {
+                    let _ = tokio::time::timeout(DISCARD_WAIT, old.send(Discard)).await;
+                }
+                .into_actor(self)
+                .map(move |(), act, _| {
+                    let mut batch = Batch::new();
+                    batch.del_session(msg.client_id.as_str());
+                    act.node.store.submit(batch);
+                    let _ = opened.send(act.new_session(msg));
+                }),
+            );
+            return ActorResponse::r#async(
+                async move { answer.await.map_err(|_| OpenSessionError::RegistryStopped) }
+                    .into_actor(self),
+            );
         }
+        ActorResponse::reply(Ok(self.new_session(msg)))
+    }
+}
+
+impl Registry {
+    /// Starts a new session for `msg`'s client id (none is registered for it).
+    fn new_session(&mut self, msg: OpenSession) -> SessionOpened {
         let node = self.session_node.clone();
         let id = msg.client_id.clone();
         let full = Arc::new(AtomicBool::new(false));
@@ -217,10 +257,10 @@ impl Handler<OpenSession> for Registry {
             },
         );
         Metrics::incr(&self.node.metrics.sessions);
-        Ok(SessionOpened {
+        SessionOpened {
             session,
             present: false,
-        })
+        }
     }
 }
 
@@ -828,6 +868,39 @@ mod tests {
         let out = subscribe(&node, "c", "r/1", QoS::AtLeastOnce).await;
         assert!(out.retained.is_empty());
         assert_eq!(node.metrics.snapshot().retained, 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_replaced_session_saving_late_does_not_bring_its_record_back() {
+        let node = node();
+        let persistent = AttachOptions {
+            expiry: std::time::Duration::from_secs(60),
+            ..Default::default()
+        };
+        let (old, epoch, _end) = attach(&node, "c", false, persistent).await;
+        // A clean start reaches the Registry just before the old session handles its
+        // connection's end, which saves the session's record.
+        let open = node.registry.send(OpenSession {
+            client_id: ClientId::from("c"),
+            clean_start: true,
+            persistent: false,
+            arbiter: actix_rt::Arbiter::current(),
+            owner: None,
+        });
+        old.do_send(super::super::session::Detached {
+            epoch,
+            publish_will: false,
+            session_expiry: None,
+        });
+        let opened = open.await.unwrap().unwrap();
+        assert!(!opened.present);
+        assert_ne!(opened.session, old);
+        node.store.sync().unwrap();
+        let loaded = node.store.load().unwrap();
+        assert!(
+            loaded.sessions.iter().all(|s| s.client_id != "c"),
+            "the replaced session's record is gone"
+        );
     }
 
     #[actix_rt::test]

@@ -590,7 +590,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                         "client_id" => %client_id, "username" => principal.username().unwrap_or(""));
                     return Err(Some(connect::not_owner(protocol)));
                 }
-                Err(_) => break,
+                Ok(Err(OpenSessionError::RegistryStopped)) | Err(_) => break,
             };
             let (link, end) = link::link(self.epoch, protocol, link::LINK_CAPACITY);
             let connack =
