@@ -34,9 +34,12 @@ pub(crate) async fn accept_loop<H, F>(
     security: Arc<Security>,
     handle: H,
 ) where
-    H: Fn(TcpStream, SocketAddr, Node, Gate) -> F + Clone + Send + 'static,
+    H: Fn(TcpStream, SocketAddr, Arc<Node>, Gate) -> F + Clone + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    // Shared by every connection: a `Node` copy is 120 bytes in each connection's task,
+    // plus an allocation for its Registry address.
+    let node = Arc::new(node);
     let mut next = 0usize;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -98,7 +101,7 @@ fn admit(security: &Arc<Security>, peer: SocketAddr, node: &Node) -> Option<Gate
     }
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, node: Node, gate: Gate) {
+async fn serve(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, gate: Gate) {
     // MQTT packets are small and latency matters more than segment count.
     if let Err(e) = stream.set_nodelay(true) {
         debug!(node.log, "TCP_NODELAY not set"; "error" => %e);

@@ -157,7 +157,13 @@ pub fn spawn_listener(
 }
 
 /// Completes the handshake within `mqtt.connect_timeout`, then serves the connection.
-async fn serve(stream: TcpStream, peer: SocketAddr, node: Node, gate: Gate, tls: Arc<TlsContext>) {
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    gate: Gate,
+    tls: Arc<TlsContext>,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         debug!(node.log, "TCP_NODELAY not set"; "error" => %e);
     }
