@@ -9,7 +9,7 @@ use fubar::store::{Options, Store};
 use fubar::{Broker, Config};
 use std::io::{BufRead, Write};
 
-/// Messages are allocated on one worker thread and freed on another; mimalloc frees those
+/// Messages are allocated on one worker thread and freed on another; jemalloc frees those
 /// without the arena locks glibc's allocator takes.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

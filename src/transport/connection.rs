@@ -10,8 +10,10 @@
 //!   session (which then sends what it kept for the client, after the CONNACK);
 //! - after CONNECT: answers PINGREQ itself and forwards every other client packet to the
 //!   session. PUBLISH and its acknowledgements are *piped* ([`Piped`]): handed over without
-//!   waiting, up to `PIPELINE` (32) not yet fully handled (the publisher's backpressure: a
-//!   slot comes back only once the packet's routing is done), so one read's worth of
+//!   waiting, within `PIPELINE` (128) slots not yet fully handled: a packet takes one slot
+//!   and a PUBLISH one more per KiB of payload, so a large one takes them all (the
+//!   publisher's backpressure, bounded in packets and in bytes: slots come back only once
+//!   the packet's routing is done), so one read's worth of
 //!   packets costs the session one wake-up instead of one round trip each; SUBSCRIBE and
 //!   UNSUBSCRIBE are waited for. It closes on DISCONNECT, on a protocol violation (MQTT 5:
 //!   DISCONNECT with the reason first; the session reports violations in piped packets
@@ -70,9 +72,11 @@ const WRITE_ROUNDS: usize = 8;
 const LINGER_BELOW: usize = 4096;
 /// Time allowed for a last packet (CONNACK refusal, DISCONNECT) to be written.
 const FINAL_WRITE: Duration = Duration::from_secs(2);
-/// PUBLISH and acknowledgement packets handed to the session before the connection waits
-/// for the first of them to be handled (see [`Piped`]).
-const PIPELINE: usize = 32;
+/// Slots for PUBLISH and acknowledgement packets handed to the session and not yet handled
+/// (see [`Piped`] and `pipeline_slots`): 128 small packets, or fewer large ones, before the
+/// connection waits. Larger than a closed-loop publisher's usual window, so that one read's
+/// worth of PUBLISHes reaches the session (and its Topic) in one go.
+const PIPELINE: usize = 128;
 /// Attempts to attach when the session found was ending at that moment.
 const ATTACH_ATTEMPTS: usize = 3;
 
@@ -775,12 +779,13 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 }
                 // Handed over without waiting for the session, within the pipeline's slots:
                 // the client's next packet is decoded and sent while this one is handled.
-                let Ok(permit) = pipeline.clone().try_acquire_owned() else {
+                let slots = pipeline_slots(&packet);
+                let Ok(permit) = pipeline.clone().try_acquire_many_owned(slots) else {
                     return Step::Wait(Box::pin(async move {
                         let permit = tokio::select! {
                             biased;
                             signal = end.signal() => return Some(closed(signal)),
-                            permit = pipeline.clone().acquire_owned() => match permit {
+                            permit = pipeline.clone().acquire_many_owned(slots) => match permit {
                                 Ok(permit) => permit,
                                 Err(_) => return Some(Exit::SessionGone),
                             },
@@ -855,6 +860,16 @@ enum Step<'a> {
 
 /// Hands a piped packet to the session, waiting for room in its mailbox: everything before
 /// it is in the mailbox already, so waiting keeps the order.
+/// Pipeline slots `packet` takes: one, and for a PUBLISH one more per KiB of payload, up to
+/// all of them.
+fn pipeline_slots(packet: &Packet) -> u32 {
+    let extra = match packet {
+        Packet::Publish(p) => p.payload.len() / 1024,
+        _ => 0,
+    };
+    (1 + extra).min(PIPELINE) as u32
+}
+
 async fn pipe(session: &Addr<Session>, end: &LinkEnd, piped: Piped) -> Option<Exit> {
     match session.try_send(piped) {
         Ok(()) => None,
@@ -1074,6 +1089,22 @@ mod tests {
     #[actix_rt::test]
     async fn piped_publishes_keep_their_order_and_acks() {
         publishes_keep_their_order_and_acks("t", "t").await;
+    }
+
+    #[test]
+    fn a_large_publish_takes_more_pipeline_slots() {
+        let sized = |len: usize| {
+            let mut p = publish("t", QoS::AtLeastOnce, 1);
+            if let Packet::Publish(p) = &mut p {
+                p.payload = vec![0; len].into();
+            }
+            pipeline_slots(&p)
+        };
+        assert_eq!(sized(0), 1);
+        assert_eq!(sized(1023), 1);
+        assert_eq!(sized(4096), 5);
+        assert_eq!(sized(100 << 20), PIPELINE as u32, "at most all of them");
+        assert_eq!(pipeline_slots(&Packet::PubAck(codec::PubResp::new(1))), 1);
     }
 
     #[actix_rt::test]
