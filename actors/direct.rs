@@ -2,7 +2,7 @@
 //! with the Topics that deliver to it so that a QoS 1/2 message can go straight onto the
 //! subscriber's link, without a message to (and a turn of) the session actor.
 //!
-//! Who uses it: the [`Session`](super::Session) owns it and does everything it did with
+//! Who uses it: the [`Session`] owns it and does everything it did with
 //! its outbox through [`Direct::lock`]; it registers it in the [`Routes`](super::Routes)
 //! next to its [`Lane`], where Topics pick both up. A Topic calls [`Direct::try_deliver`]
 //! for each QoS 1/2 delivery: under the one (uncontended) lock it checks that the session
@@ -15,6 +15,11 @@
 //! finds the entry in its outbox whichever way the PUBLISH went out; a reconnect resends it
 //! with DUP like any other inflight message.
 //!
+//! A 3.x session runs its resend timer only while something is inflight. A message that
+//! goes out here while the timer is not armed arms it ([`State`]'s flag, under the same
+//! lock) and tells the session with one [`ArmRetry`] to its mailbox: one per transition
+//! from nothing inflight to something, never one per message.
+//!
 //! Order per subscriber is that of the [`Lane`]: the lane is open only while the session
 //! holds nothing for the link, and the session changes its outbox and link only under this
 //! lock, so a message written here can never overtake one the session holds. Lock order:
@@ -23,9 +28,11 @@
 use super::ids::ClientId;
 use super::link::{ClientLink, Epoch, Lane, Outbound, Wakes};
 use super::outbox::{Outbox, Outgoing};
-use crate::codec::QoS;
+use super::session::{ArmRetry, Session};
+use crate::codec::{Protocol, QoS};
 use crate::metrics::Metrics;
 use crate::store::{Batch, InflightRecord, InflightStage, Store};
+use actix::WeakAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -55,11 +62,17 @@ pub struct State {
     pub outbox: Outbox,
     /// The attached connection (set and cleared by the session only).
     pub link: Option<ClientLink>,
-    /// Outbox length last added to the node's `queued` gauge.
-    counted: usize,
+    /// Outbox length last added to the node's `queued` gauge (32 bits: with the two flags
+    /// below it keeps `Direct` in the 224-byte allocation class).
+    counted: u32,
     /// Topics may put messages in the queue themselves (set by the session: attached, not
     /// ending, no limit on the client's packet size to check).
     queue_ok: bool,
+    /// The session's 3.x resend timer runs (or an [`ArmRetry`] is on its way to start it);
+    /// cleared by the session, under this lock, when it stops the timer.
+    retry_armed: bool,
+    /// The session, told when a message sent here has to arm its resend timer.
+    session: Option<WeakAddr<Session>>,
 }
 
 /// The locked state; dereferences to the [`Outbox`].
@@ -80,9 +93,25 @@ impl DerefMut for Locked<'_> {
 }
 
 impl Locked<'_> {
-    /// Sets (or clears) the link Topics may write to.
+    /// Sets (or clears) the link Topics may write to. The resend timer counts as not armed
+    /// for a new link (the session stops its timer whenever it changes the link).
     pub fn set_link(&mut self, link: Option<ClientLink>) {
         self.0.link = link;
+        self.0.retry_armed = false;
+    }
+
+    /// The session to tell when a message sent by a Topic has to arm its resend timer.
+    pub fn set_session(&mut self, session: WeakAddr<Session>) {
+        self.0.session = Some(session);
+    }
+
+    /// Records whether the session's resend timer must run, which is while anything is
+    /// inflight, and returns it. The session calls this to start the timer, and from the
+    /// timer's tick to stop it: a Topic that sends a message afterwards finds it unarmed and
+    /// tells the session.
+    pub fn arm_retry(&mut self) -> bool {
+        self.0.retry_armed = self.0.outbox.inflight_len() > 0;
+        self.0.retry_armed
     }
 
     /// Lets Topics queue messages themselves while the window is full, or not.
@@ -92,19 +121,19 @@ impl Locked<'_> {
 
     /// Brings the node's `queued` gauge in step with the outbox length.
     pub fn count(&mut self, metrics: &Metrics) {
-        let now = self.0.outbox.len();
+        let now = u32::try_from(self.0.outbox.len()).unwrap_or(u32::MAX);
         let counted = &mut self.0.counted;
         if now > *counted {
-            Metrics::add(&metrics.queued, (now - *counted) as u64);
+            Metrics::add(&metrics.queued, u64::from(now - *counted));
         } else if now < *counted {
-            Metrics::sub(&metrics.queued, (*counted - now) as u64);
+            Metrics::sub(&metrics.queued, u64::from(*counted - now));
         }
         *counted = now;
     }
 
     /// Takes the outbox out of the `queued` gauge (the session stops).
     pub fn uncount(&mut self, metrics: &Metrics) {
-        Metrics::sub(&metrics.queued, self.0.counted as u64);
+        Metrics::sub(&metrics.queued, u64::from(self.0.counted));
         self.0.counted = 0;
     }
 }
@@ -121,8 +150,15 @@ impl Direct {
                 link: None,
                 counted: 0,
                 queue_ok: false,
+                retry_armed: false,
+                session: None,
             }),
         }
+    }
+
+    /// The client id of the session.
+    pub fn client_id(&self) -> &ClientId {
+        &self.client_id
     }
 
     /// Locks the state. Never held across an await; the lane's lock may be taken inside it.
@@ -136,7 +172,8 @@ impl Direct {
     /// and closes the lane behind it: the session's next acknowledgement sends it. Otherwise
     /// hands it back (the caller then sends it to the session's mailbox).
     ///
-    /// The connection's wake-up, if one is due, is added to `wakes`.
+    /// The connection's wake-up, if one is due, is added to `wakes`. When the message is
+    /// the first inflight of a 3.x client, the session is told to arm its resend timer.
     pub fn try_deliver(
         &self,
         lane: &Lane,
@@ -159,7 +196,10 @@ impl Direct {
             }
             lane.sync(Some(link), false);
             state.outbox.push(message);
+            let arm = retry_unarmed(state);
             locked.count(&self.metrics);
+            drop(locked);
+            tell_arm_retry(arm);
             return Ok(Taken::Queued);
         }
         if !state.outbox.is_idle() || !lane.is_open() {
@@ -171,7 +211,10 @@ impl Direct {
         let packet = state.outbox.send_now(message, Instant::now());
         self.record_sent(&packet);
         permit.send_held(packet, wakes);
+        let arm = retry_unarmed(state);
         locked.count(&self.metrics);
+        drop(locked);
+        tell_arm_retry(arm);
         Ok(Taken::Written)
     }
 
@@ -222,6 +265,24 @@ impl Direct {
     }
 }
 
+/// With something inflight on a 3.x link and the session's resend timer not armed: arms
+/// it and returns the session to tell.
+fn retry_unarmed(state: &mut State) -> Option<WeakAddr<Session>> {
+    let v5 = state.link.as_ref().map(ClientLink::protocol) == Some(Protocol::V5);
+    if state.retry_armed || v5 || state.outbox.inflight_len() == 0 {
+        return None;
+    }
+    state.retry_armed = true;
+    state.session.clone()
+}
+
+/// Tells the session (if it still runs) to start its resend timer; called without the lock.
+fn tell_arm_retry(session: Option<WeakAddr<Session>>) {
+    if let Some(session) = session.as_ref().and_then(WeakAddr::upgrade) {
+        session.do_send(ArmRetry);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +303,17 @@ mod tests {
             max_inflight,
         });
         Direct::new(ClientId::from("s"), store, Arc::default(), outbox)
+    }
+
+    #[test]
+    fn stays_in_its_allocation_class() {
+        // With the `Arc` counts, 224 bytes: one more word would make every session's
+        // outbound state a 256-byte allocation.
+        assert!(
+            std::mem::size_of::<Direct>() <= 208,
+            "Direct: {}",
+            std::mem::size_of::<Direct>()
+        );
     }
 
     #[test]

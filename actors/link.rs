@@ -35,6 +35,7 @@ use crate::codec::{self, EncodeError, Packet, Protocol, PubResp};
 use bytes::BytesMut;
 use std::fmt;
 use std::future::poll_fn;
+use std::num::NonZeroU64;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -156,15 +157,18 @@ impl Outbound {
     }
 }
 
-/// Identifies one connection for its whole life; never reused within a process.
+/// Identifies one connection for its whole life; never reused within a process. Never
+/// zero, so an `Option<Epoch>` (sessions keep a few) takes 8 bytes, not 16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Epoch(u64);
+pub struct Epoch(NonZeroU64);
 
 impl Epoch {
     /// A fresh epoch, greater than every earlier one.
     pub fn next() -> Epoch {
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        Epoch(NEXT.fetch_add(1, Ordering::Relaxed))
+        // The counter starts at 1 and would take centuries to wrap.
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Epoch(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN))
     }
 }
 
@@ -864,6 +868,7 @@ mod tests {
         let a = Epoch::next();
         let b = Epoch::next();
         assert!(b > a);
+        assert_eq!(std::mem::size_of::<Option<Epoch>>(), 8);
     }
 
     #[tokio::test]

@@ -235,23 +235,22 @@ impl Handler<OpenSession> for Registry {
 impl Registry {
     /// Starts a new session for `msg`'s client id (none is registered for it).
     fn new_session(&mut self, msg: OpenSession) -> SessionOpened {
-        let node = self.session_node.clone();
-        let id = msg.client_id.clone();
-        let full = Arc::new(AtomicBool::new(false));
-        let flag = full.clone();
-        let session = Session::start_in_arbiter(&msg.arbiter, move |_| {
-            Session::new(id, node).with_full_flag(flag)
-        });
+        let shared = session::Shared::new(msg.client_id.clone(), &self.session_node);
+        let (node, theirs) = (self.session_node.clone(), shared.clone());
+        let session = Session::start_in_arbiter(&msg.arbiter, move |_| Session::new(node, theirs));
+        // Registered with the address, in one route entry: Topics may pick them up as soon
+        // as the session is named (the lane stays closed until a connection attaches).
+        let paths = (shared.lane, shared.direct);
         self.node
             .routes
-            .insert_session(msg.client_id.clone(), session.clone());
+            .insert_session(msg.client_id.clone(), session.clone(), paths);
         self.clients.insert(
             msg.client_id,
             Client {
                 session: session.downgrade(),
                 persistent: msg.persistent,
                 stored: msg.persistent,
-                full,
+                full: shared.full,
                 filters: Filters::default(),
                 owner: msg.owner,
             },
@@ -449,19 +448,18 @@ impl Registry {
                 .iter()
                 .map(session::subscription_from_record)
                 .collect();
-            let node = self.session_node.clone();
-            let id = client_id.clone();
-            let full = Arc::new(AtomicBool::new(false));
-            let flag = full.clone();
-            let make = move || Session::restored(id, node, stored).with_full_flag(flag);
+            let shared = session::Shared::new(client_id.clone(), &self.session_node);
+            let (node, theirs) = (self.session_node.clone(), shared.clone());
+            let make = move || Session::restored(node, theirs, stored);
             let session = if workers.is_empty() {
                 make().start()
             } else {
                 Session::start_in_arbiter(&workers[n % workers.len()], move |_| make())
             };
+            let (full, paths) = (shared.full, (shared.lane, shared.direct));
             self.node
                 .routes
-                .insert_session(client_id.clone(), session.clone());
+                .insert_session(client_id.clone(), session.clone(), paths);
             {
                 let mut trie = self.node.routes.filters_mut();
                 for (filter, subscription) in filters.iter() {
@@ -937,11 +935,11 @@ mod tests {
     fn idle_state_stays_small() {
         use std::mem::size_of;
         // Every session actor is one tokio task allocation rounded up to 128 bytes; with the
-        // actix context (336 bytes) and the task header, a Session of at most 456 bytes keeps
-        // it at 896. A new field that is not needed while the client is idle belongs in a
-        // `Lazy` or a `Box`.
+        // actix context (336 bytes) and the task header (104), a Session of at most 200 bytes
+        // keeps it at 640. A new field that is not needed while the client is idle belongs in
+        // a `Lazy` or a `Box`.
         assert!(
-            size_of::<Session>() <= 456,
+            size_of::<Session>() <= 200,
             "Session: {}",
             size_of::<Session>()
         );

@@ -8,10 +8,11 @@
 //! name nobody subscribes to costs three lookups and no actor hop, and only the first
 //! publish to a matching name asks the Registry to start its Topic.
 //!
-//! It also holds each live session's [`Lane`] and shared outbound state ([`Direct`]),
-//! which Topics pick up when a session joins their subscriber set, to put QoS 0 (lane) and
-//! QoS 1/2 (direct) messages straight on the subscriber's link. Sessions register their own
-//! when they start and remove them when they stop. Each running Topic carries a `stores`
+//! It also holds each session's [`Lane`] and shared outbound state ([`Direct`]), in the
+//! same entry as its address, which Topics pick up when a session joins their subscriber
+//! set, to put QoS 0 (lane) and QoS 1/2 (direct) messages straight on the subscriber's
+//! link. The Registry registers them with the session (one entry per client id: an idle
+//! client costs one map slot and one stored address here). Each running Topic carries a `stores`
 //! flag, set by the Registry once a persistent subscriber joins it: a publisher's
 //! acknowledgement waits for a store commit only for such Topics.
 //!
@@ -43,8 +44,6 @@ use actix::dev::ToEnvelope;
 use actix::prelude::SendError;
 use actix::{Actor, Addr, Handler, Message};
 use dashmap::DashMap;
-use std::borrow::Borrow;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -73,9 +72,13 @@ pub enum Offer<A: Actor, M, R = M> {
     Absent(R),
 }
 
-/// A session's ways around its mailbox, registered for its client id: its lane and its
-/// shared outbound state, with the session they belong to.
-type SessionPaths = (Addr<Session>, Arc<Lane>, Arc<Direct>);
+/// A registered session: its address, and its ways around its mailbox (its lane and its
+/// shared outbound state).
+struct SessionRoute {
+    session: Addr<Session>,
+    lane: Arc<Lane>,
+    direct: Arc<Direct>,
+}
 
 /// How a message offered to a running Topic fared ([`Routes::offer_topic`]): when no
 /// Topic runs, the envelope is handed back, not built into a message.
@@ -96,10 +99,9 @@ struct TopicRoute {
 
 /// Names → actors and the filter trie; see the module documentation.
 pub struct Routes {
-    sessions: DashMap<ClientId, Addr<Session>>,
+    sessions: DashMap<ClientId, SessionRoute>,
     topics: DashMap<TopicName, TopicRoute>,
     filters: RwLock<FilterTrie<ClientId, Subscription>>,
-    lanes: DashMap<ClientId, SessionPaths>,
 }
 
 impl Default for Routes {
@@ -108,21 +110,17 @@ impl Default for Routes {
     }
 }
 
-/// Offers `msg` to the actor stored under `name` in `map`, through the stored sender.
-fn offer<K, A, M>(map: &DashMap<K, Addr<A>>, name: &str, msg: M) -> Offer<A, M>
+/// Offers `msg` to `actor` (a stored address) through that stored sender.
+fn offer<A, M, R>(actor: &Addr<A>, msg: M) -> Offer<A, M, R>
 where
-    K: Borrow<str> + Hash + Eq,
     A: Actor + Handler<M>,
     A::Context: ToEnvelope<A, M>,
     M: Message + Send + 'static,
     M::Result: Send,
 {
-    let Some(entry) = map.get(name) else {
-        return Offer::Absent(msg);
-    };
-    match entry.value().try_send(msg) {
+    match actor.try_send(msg) {
         Ok(()) => Offer::Sent,
-        Err(SendError::Full(msg)) => Offer::Full(entry.value().clone(), msg),
+        Err(SendError::Full(msg)) => Offer::Full(actor.clone(), msg),
         Err(SendError::Closed(msg)) => Offer::Closed(msg),
     }
 }
@@ -134,13 +132,12 @@ impl Routes {
             sessions: DashMap::new(),
             topics: DashMap::new(),
             filters: RwLock::new(FilterTrie::new()),
-            lanes: DashMap::new(),
         }
     }
 
     /// The session of client id `name`, if one exists (online or offline).
     pub fn session(&self, name: &str) -> Option<Addr<Session>> {
-        self.sessions.get(name).map(|a| a.value().clone())
+        self.sessions.get(name).map(|a| a.value().session.clone())
     }
 
     /// Offers `msg` to the session of client id `name` through its stored address (see the
@@ -152,7 +149,10 @@ impl Routes {
         M: Message + Send + 'static,
         M::Result: Send,
     {
-        offer(&self.sessions, name, msg)
+        match self.sessions.get(name) {
+            Some(entry) => offer(&entry.value().session, msg),
+            None => Offer::Absent(msg),
+        }
     }
 
     /// True when client id `name` has a session (online or offline).
@@ -218,29 +218,12 @@ impl Routes {
     }
 
     /// The lane and shared outbound state of `session`, registered for client id `name`;
-    /// `None` when that session registered none (or is not the one registered for the name).
+    /// `None` when `session` is not the one registered for the name.
     pub fn lane(&self, name: &str, session: &Addr<Session>) -> Option<(Arc<Lane>, Arc<Direct>)> {
-        self.lanes
+        self.sessions
             .get(name)
-            .filter(|entry| entry.value().0 == *session)
-            .map(|entry| (entry.value().1.clone(), entry.value().2.clone()))
-    }
-
-    /// Registers the lane and shared outbound state of a starting session (the session
-    /// itself).
-    pub(super) fn insert_lane(
-        &self,
-        id: ClientId,
-        session: Addr<Session>,
-        lane: Arc<Lane>,
-        direct: Arc<Direct>,
-    ) {
-        self.lanes.insert(id, (session, lane, direct));
-    }
-
-    /// Removes the lane of a stopping session, unless a newer session replaced it already.
-    pub(super) fn remove_lane(&self, id: &str, session: &Addr<Session>) {
-        self.lanes.remove_if(id, |_, entry| entry.0 == *session);
+            .filter(|entry| entry.value().session == *session)
+            .map(|entry| (entry.value().lane.clone(), entry.value().direct.clone()))
     }
 
     /// Number of sessions registered.
@@ -258,9 +241,19 @@ impl Routes {
         self.filters.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a session (Registry only).
-    pub(super) fn insert_session(&self, id: ClientId, session: Addr<Session>) {
-        self.sessions.insert(id, session);
+    /// Registers a session with its lane and shared outbound state (Registry only).
+    pub(super) fn insert_session(
+        &self,
+        id: ClientId,
+        session: Addr<Session>,
+        (lane, direct): (Arc<Lane>, Arc<Direct>),
+    ) {
+        let route = SessionRoute {
+            session,
+            lane,
+            direct,
+        };
+        self.sessions.insert(id, route);
     }
 
     /// Unregisters a session (Registry only).

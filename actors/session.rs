@@ -68,7 +68,7 @@ use crate::topic::{validate_topic_filter, validate_topic_name};
 use actix::dev::MessageResponse;
 use actix::fut::wrap_future;
 use actix::prelude::*;
-use slog::{debug, error, info, o, warn, Logger};
+use slog::{debug, error, info, warn};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -110,7 +110,7 @@ struct HeldRoute {
 /// An acknowledgement waiting for the store writes of its PUBLISH.
 struct PendingAck {
     /// Serial number, to find it when its writes complete.
-    serial: u64,
+    serial: u32,
     /// The connection the PUBLISH came from.
     epoch: Option<Epoch>,
     /// PUBACK or PUBREC; `None` once a write failed.
@@ -120,14 +120,16 @@ struct PendingAck {
 }
 
 /// The state of one client id; see the module documentation.
+///
+/// Every session actor is one tokio task allocation of the actix context (336 bytes), this
+/// struct and the task header, rounded up to 128 bytes: at most 200 bytes here keep it at
+/// 640. What an idle client does not need is allocated on use (`Lazy`, `Box`); the client
+/// id lives in [`Direct`], and log lines go to the node's logger with the client id added
+/// (no logger per session).
 pub struct Session {
-    /// The client id this session belongs to.
-    client_id: ClientId,
     /// Node dependencies (config, routes, registry, metrics, workers), shared by every
     /// session of the node.
     node: Arc<Node>,
-    /// Logger carrying the client id.
-    log: Logger,
     /// The attached connection, if the client is online.
     link: Option<ClientLink>,
     /// Protocol level of the last connection.
@@ -143,18 +145,16 @@ pub struct Session {
     /// The will of the current connection (boxed: most clients have none, and a will is
     /// over 400 bytes).
     will: Option<Box<LastWill>>,
-    /// How long the session outlives its connection (zero: it ends with it).
-    expiry: Duration,
-    /// Pending expiry while offline.
-    expiry_timer: Option<SpawnHandle>,
-    /// Periodic resend of unacknowledged messages (3.x clients).
-    retry_timer: Option<SpawnHandle>,
+    /// How long the session outlives its connection, in seconds (zero: it ends with it).
+    expiry_secs: u32,
+    /// The expiry while offline, or the resend of unacknowledged messages while online.
+    timer: Timer,
     /// Epoch of the link a room reservation is waiting on.
     waiting_for_room: Option<Epoch>,
     /// MQTT 5 Maximum Packet Size of the client.
     client_max_packet: Option<u32>,
     /// Messages dropped since the outbox last had room (logged once per streak).
-    overflow_streak: u64,
+    overflow_streak: u32,
     /// The session is stopping; it accepts no new connection.
     ending: bool,
     /// What the attached connection's user may publish, subscribe and message.
@@ -170,13 +170,27 @@ pub struct Session {
     held_routes: Option<Box<HeldRoutes>>,
     /// Acknowledgements waiting for store writes, in PUBLISH order.
     acks: Lazy<VecDeque<PendingAck>>,
-    /// Serial number of the next pending acknowledgement.
-    ack_serial: u64,
-    /// Expiry left for a session restored offline, started with the actor.
-    restored_expiry: Option<Duration>,
+    /// Serial number of the next pending acknowledgement (wraps; at most
+    /// [`MAX_PENDING_ACKS`] are pending at once).
+    ack_serial: u32,
     /// Set while the queue is over its limit under `session.queue_full = "backpressure"`
     /// (read by Topics, written only here).
     full: Arc<AtomicBool>,
+}
+
+/// A session's one timer: the expiry runs only while the client is offline, the resend
+/// only while it is online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// No timer runs.
+    Idle,
+    /// Restored offline after a restart: the expiry starts with the actor, after this many
+    /// milliseconds.
+    Restored(u64),
+    /// Offline: the session expires.
+    Expiry(SpawnHandle),
+    /// Online, 3.x, something inflight: the periodic resend (see [`ArmRetry`]).
+    Retry(SpawnHandle),
 }
 
 /// A collection an idle session does not need: nothing is allocated until it is first used,
@@ -359,77 +373,82 @@ mod lazy_tests {
     }
 }
 
-impl Session {
-    /// A new, empty, offline session for `client_id`. `node` is shared by every session of
-    /// the node (the Registry hands out one `Arc`).
-    pub fn new(client_id: ClientId, node: impl Into<Arc<Node>>) -> Self {
-        let node = node.into();
-        let log = node.log.new(o!("client_id" => client_id.to_string()));
+/// What a session shares beyond its actor: its [`Lane`] and outbound state ([`Direct`]),
+/// which the Registry registers in the route snapshot with the session's address, and its
+/// queue-full flag, which the Registry hands to Topics. The Registry makes them before it
+/// starts the actor (on the connection's arbiter), so that they are registered at once.
+#[derive(Clone)]
+pub struct Shared {
+    /// Where Topics put QoS 0 messages straight on the link.
+    pub lane: Arc<Lane>,
+    /// The outbox and link, where Topics put QoS 1/2 messages straight on the link.
+    pub direct: Arc<Direct>,
+    /// Set while the queue is full under `session.queue_full = "backpressure"`.
+    pub full: Arc<AtomicBool>,
+}
+
+impl Shared {
+    /// Fresh shared state for a session of `client_id` on `node`: an empty outbox with the
+    /// configured limits, a closed lane, a clear flag.
+    pub fn new(client_id: ClientId, node: &Node) -> Self {
         let s = &node.config.session;
         let outbox = Outbox::new(Limits {
             max_messages: s.max_queued_messages,
             max_bytes: s.max_queued_bytes,
             max_inflight: s.max_inflight,
         });
-        let direct = Direct::new(
-            client_id.clone(),
-            node.store.clone(),
-            node.metrics.clone(),
-            outbox,
-        );
+        let direct = Direct::new(client_id, node.store.clone(), node.metrics.clone(), outbox);
+        Shared {
+            lane: Arc::default(),
+            direct: Arc::new(direct),
+            full: Arc::default(),
+        }
+    }
+}
+
+impl Session {
+    /// A new, empty, offline session with `shared` state (made for its client id). `node`
+    /// is shared by every session of the node (the Registry hands out one `Arc`).
+    pub fn new(node: impl Into<Arc<Node>>, shared: Shared) -> Self {
+        let node = node.into();
         Session {
-            client_id,
-            log,
             link: None,
             protocol: Protocol::V311,
-            direct: Arc::new(direct),
+            direct: shared.direct,
             control: Lazy::default(),
             subscriptions: Lazy::default(),
             inbound_qos2: Lazy::default(),
             will: None,
-            expiry: Duration::ZERO,
-            expiry_timer: None,
-            retry_timer: None,
+            expiry_secs: 0,
+            timer: Timer::Idle,
             waiting_for_room: None,
             client_max_packet: None,
             overflow_streak: 0,
             ending: false,
             permissions: Permissions::default(),
             owner: None,
-            lane: Arc::default(),
+            lane: shared.lane,
             refused: None,
             held_routes: None,
             acks: Lazy::default(),
             ack_serial: 0,
-            restored_expiry: None,
-            full: Arc::new(AtomicBool::new(false)),
+            full: shared.full,
             node,
         }
-    }
-
-    /// Uses `flag` (shared with the Registry, which hands it to Topics) to report a full
-    /// queue under `session.queue_full = "backpressure"`.
-    pub fn with_full_flag(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.full = flag;
-        self
     }
 
     /// A session brought back from the store after a restart: offline, with its
     /// subscriptions, queue (messages that were inflight first, resent with DUP) and the
     /// expiry it had left.
-    pub fn restored(
-        client_id: ClientId,
-        node: impl Into<Arc<Node>>,
-        stored: StoredSession,
-    ) -> Self {
-        let mut session = Session::new(client_id, node);
+    pub fn restored(node: impl Into<Arc<Node>>, shared: Shared, stored: StoredSession) -> Self {
+        let mut session = Session::new(node, shared);
         let record = stored.record;
         session.protocol = match record.protocol {
             3 => Protocol::V31,
             5 => Protocol::V5,
             _ => Protocol::V311,
         };
-        session.expiry = Duration::from_secs(record.expiry_secs);
+        session.expiry_secs = u32::try_from(record.expiry_secs).unwrap_or(u32::MAX);
         session.owner = record.owner.as_deref().map(Arc::from);
         session.subscriptions = record
             .subscriptions
@@ -458,7 +477,8 @@ impl Session {
         let away = record
             .disconnected_at_ms
             .map_or(0, |at| store::now_ms().saturating_sub(at));
-        session.restored_expiry = Some(session.expiry.saturating_sub(Duration::from_millis(away)));
+        let left = u64::from(session.expiry_secs) * 1000;
+        session.timer = Timer::Restored(left.saturating_sub(away));
         session
     }
 }
@@ -468,26 +488,20 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX);
-        let (id, lane) = (self.client_id.clone(), self.lane.clone());
-        self.node
-            .routes
-            .insert_lane(id, ctx.address(), lane, self.direct.clone());
-        if let Some(left) = self.restored_expiry.take() {
+        self.outbox().set_session(ctx.address().downgrade());
+        if let Timer::Restored(left) = self.timer {
+            self.timer = Timer::Idle;
             self.count_queue();
             if self.link.is_none() {
-                self.expiry_timer = Some(ctx.run_later(left, |act, ctx| {
-                    info!(act.log, "session expired");
-                    act.end(ctx);
-                }));
+                self.expire_after(Duration::from_millis(left), ctx);
             }
         }
     }
 
-    fn stopped(&mut self, ctx: &mut Self::Context) {
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Topics may still find the lane and the outbox in the route entry until the
+        // Registry removes it: a closed lane and no link send them to the mailbox.
         self.lane.sync(None, false);
-        self.node
-            .routes
-            .remove_lane(self.client_id.as_str(), &ctx.address());
         {
             let mut outbox = self.outbox();
             outbox.set_link(None);
@@ -544,19 +558,14 @@ impl Handler<Attach> for Session {
         }
         if let Some(old) = self.link.take() {
             old.close(CloseReason::TakenOver);
-            info!(self.log, "session taken over";
+            info!(self.node.log, "session taken over"; "client_id" => %self.client_id(),
                 "old_connection" => %old.epoch(), "connection" => %msg.link.epoch());
         }
-        if let Some(timer) = self.expiry_timer.take() {
-            ctx.cancel_future(timer);
-        }
-        if let Some(timer) = self.retry_timer.take() {
-            ctx.cancel_future(timer);
-        }
+        self.stop_timer(ctx);
         let options = msg.options;
         self.protocol = msg.link.protocol();
         self.will = options.will.map(Box::new);
-        self.expiry = options.expiry;
+        self.expiry_secs = expiry_secs(options.expiry);
         self.client_max_packet = options.max_packet_size;
         self.permissions = options.permissions;
         self.owner = options.owner;
@@ -581,16 +590,23 @@ impl Handler<Attach> for Session {
         if self.persistent() {
             self.save(None);
         }
-        if self.protocol != Protocol::V5 {
-            let interval = Duration::from_secs(self.node.config.session.retry_interval);
-            self.retry_timer = Some(ctx.run_interval(interval, move |act, ctx| {
-                if act.outbox().resend_older_than(Instant::now(), interval) > 0 {
-                    act.pump(ctx);
-                }
-            }));
-        }
+        // Arms the resend timer (3.x) if anything is inflight.
         self.pump(ctx);
         Ok(self.direct.clone())
+    }
+}
+
+/// A Topic put a QoS 1/2 message on the link of an idle 3.x session ([`Direct`]): its
+/// resend timer must run. Sent once per transition from nothing inflight to something.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ArmRetry;
+
+impl Handler<ArmRetry> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ArmRetry, ctx: &mut Self::Context) {
+        self.arm_retry(ctx);
     }
 }
 
@@ -651,11 +667,11 @@ impl Handler<Inbound> for Session {
                             packet_id: rec.packet_id,
                             stage: InflightStage::Comp,
                         };
-                        batch.put_inflight(self.client_id.as_str(), seq, &state);
+                        batch.put_inflight(self.client_id().as_str(), seq, &state);
                         self.node.store.submit(batch);
                     }
                 } else {
-                    debug!(self.log, "PUBREC for unknown packet id"; "packet_id" => rec.packet_id);
+                    debug!(self.node.log, "PUBREC for unknown packet id"; "client_id" => %self.client_id(), "packet_id" => rec.packet_id);
                     if v5 {
                         self.reply(Outbound::ack(
                             AckKind::PubRel,
@@ -671,7 +687,7 @@ impl Handler<Inbound> for Session {
                 let known = self.inbound_qos2.remove(&rel.packet_id);
                 if known && self.persistent() {
                     let mut batch = Batch::new();
-                    batch.del_inbound(self.client_id.as_str(), rel.packet_id);
+                    batch.del_inbound(self.client_id().as_str(), rel.packet_id);
                     self.node.store.submit(batch);
                 }
                 let code = if known || !v5 {
@@ -775,33 +791,29 @@ impl Handler<Detached> for Session {
         self.outbox().set_link(None);
         self.lane.sync(None, false);
         self.control.clear();
-        if let Some(timer) = self.retry_timer.take() {
-            ctx.cancel_future(timer);
-        }
+        self.stop_timer(ctx);
         if let Some(secs) = msg.session_expiry {
-            self.expiry = session_expiry(secs, self.node.config.session.max_age);
+            self.expiry_secs = expiry_secs(session_expiry(secs, self.node.config.session.max_age));
         }
         let will = self.will.take();
         if msg.publish_will {
             if let Some(will) = will {
-                info!(self.log, "publishing will"; "topic" => %will.topic);
-                let envelope = Envelope::from_will(self.client_id.clone(), *will);
+                info!(self.node.log, "publishing will";
+                    "client_id" => %self.client_id(), "topic" => %will.topic);
+                let envelope = Envelope::from_will(self.client_id().clone(), *will);
                 // Detached from this actor so that a session ending now still publishes it.
                 if let Some(pending) = route(&self.node, envelope, false, None).pending {
                     actix_rt::spawn(pending);
                 }
             }
         }
-        info!(self.log, "client detached";
-            "connection" => %msg.epoch, "expiry_secs" => self.expiry.as_secs());
-        if self.expiry.is_zero() {
+        info!(self.node.log, "client detached"; "client_id" => %self.client_id(),
+            "connection" => %msg.epoch, "expiry_secs" => self.expiry_secs);
+        if self.expiry_secs == 0 {
             self.end(ctx);
         } else {
             self.save(None);
-            self.expiry_timer = Some(ctx.run_later(self.expiry, |act, ctx| {
-                info!(act.log, "session expired");
-                act.end(ctx);
-            }));
+            self.expire_after(Duration::from_secs(self.expiry_secs.into()), ctx);
         }
     }
 }
@@ -859,7 +871,7 @@ impl Handler<Deliver> for Session {
                     let record =
                         queued_record(&msg.envelope, msg.qos, msg.retain, &msg.subscription_ids);
                     let mut batch = Batch::new();
-                    batch.put_queued(self.client_id.as_str(), seq, &record);
+                    batch.put_queued(self.client_id().as_str(), seq, &record);
                     if let Some((from, packet_id)) = &durable.inbound {
                         batch.put_inbound(from.as_str(), *packet_id);
                     }
@@ -912,7 +924,7 @@ impl Handler<Discard> for Session {
         if let Some(link) = self.link.take() {
             link.close(CloseReason::TakenOver);
         }
-        debug!(self.log, "session discarded");
+        debug!(self.node.log, "session discarded"; "client_id" => %self.client_id());
         ctx.stop();
     }
 }
@@ -933,7 +945,7 @@ impl Session {
         if let Err(e) =
             validate_topic_name(&publish.topic, cfg.max_topic_length, cfg.max_topic_levels)
         {
-            warn!(self.log, "invalid topic name in PUBLISH"; "error" => %e);
+            warn!(self.node.log, "invalid topic name in PUBLISH"; "client_id" => %self.client_id(), "error" => %e);
             return ActorResponse::reply(Err(InboundError::Violation {
                 reason: reason::TOPIC_NAME_INVALID,
                 what: "[MQTT-3.3.2-2] invalid topic name in PUBLISH",
@@ -967,9 +979,9 @@ impl Session {
                 Some(rec)
             }
         };
-        let envelope = Envelope::from_publish(self.client_id.clone(), publish);
+        let envelope = Envelope::from_publish(self.client_id().clone(), publish);
         let inbound = (qos == QoS::ExactlyOnce && self.persistent())
-            .then(|| (self.client_id.clone(), packet_id));
+            .then(|| (self.client_id().clone(), packet_id));
         let acknowledge = ack.is_some();
         let (pending, commits) = match self.held_routes.as_mut() {
             None => {
@@ -1099,9 +1111,9 @@ impl Session {
 
     /// Puts an acknowledgement at the end of those waiting (ready: nothing to wait for
     /// but the ones before it); returns its serial number.
-    fn queue_ack(&mut self, ack: Outbound, ready: bool) -> u64 {
+    fn queue_ack(&mut self, ack: Outbound, ready: bool) -> u32 {
         let serial = self.ack_serial;
-        self.ack_serial += 1;
+        self.ack_serial = serial.wrapping_add(1);
         self.acks.push_back(PendingAck {
             serial,
             epoch: self.link.as_ref().map(ClientLink::epoch),
@@ -1131,7 +1143,7 @@ impl Session {
             if let Err(e) =
                 validate_topic_filter(&entry.filter, cfg.max_topic_length, cfg.max_topic_levels)
             {
-                debug!(self.log, "invalid filter refused"; "error" => %e);
+                debug!(self.node.log, "invalid filter refused"; "client_id" => %self.client_id(), "error" => %e);
                 codes[i] = failure(reason::TOPIC_FILTER_INVALID);
                 continue;
             }
@@ -1140,7 +1152,7 @@ impl Session {
                 continue;
             }
             if !self.permissions.may_subscribe(&entry.filter) {
-                info!(self.log, "subscription not authorized"; "filter" => &entry.filter);
+                info!(self.node.log, "subscription not authorized"; "client_id" => %self.client_id(), "filter" => &entry.filter);
                 codes[i] = failure(reason::NOT_AUTHORIZED);
                 continue;
             }
@@ -1164,7 +1176,7 @@ impl Session {
         let epoch = self.link.as_ref().map(ClientLink::epoch);
         let recorded: Vec<(String, Subscription)> = requests.clone();
         let request = self.node.registry.send(registry::Subscribe {
-            client_id: self.client_id.clone(),
+            client_id: self.client_id().clone(),
             filters: requests,
         });
         ActorResponse::r#async(
@@ -1253,7 +1265,7 @@ impl Session {
         let packet_id = unsubscribe.packet_id;
         let epoch = self.link.as_ref().map(ClientLink::epoch);
         let request = self.node.registry.send(registry::Unsubscribe {
-            client_id: self.client_id.clone(),
+            client_id: self.client_id().clone(),
             filters: unsubscribe.filters,
         });
         // UNSUBACK only after the Registry stopped routing to these filters.
@@ -1294,7 +1306,7 @@ impl Session {
         if allowed {
             return None;
         }
-        info!(self.log, "publish not authorized"; "topic" => topic);
+        info!(self.node.log, "publish not authorized"; "client_id" => %self.client_id(), "topic" => topic);
         let v5 = self.protocol == Protocol::V5;
         if !v5 && self.permissions.disconnect_on_denied() {
             return Some(ActorResponse::reply(Err(InboundError::Violation {
@@ -1327,7 +1339,9 @@ impl Session {
     fn on_puback(&mut self, packet_id: u16) {
         match self.outbox().acked(packet_id) {
             Some(message) => self.forget_stored(message.seq),
-            None => debug!(self.log, "PUBACK for unknown packet id"; "packet_id" => packet_id),
+            None => {
+                debug!(self.node.log, "PUBACK for unknown packet id"; "client_id" => %self.client_id(), "packet_id" => packet_id)
+            }
         }
     }
 
@@ -1335,7 +1349,9 @@ impl Session {
     fn on_pubcomp(&mut self, packet_id: u16) {
         match self.outbox().completed(packet_id) {
             Some(message) => self.forget_stored(message.seq),
-            None => debug!(self.log, "PUBCOMP for unknown packet id"; "packet_id" => packet_id),
+            None => {
+                debug!(self.node.log, "PUBCOMP for unknown packet id"; "client_id" => %self.client_id(), "packet_id" => packet_id)
+            }
         }
     }
 
@@ -1373,8 +1389,9 @@ impl Session {
                 Metrics::incr(&self.node.metrics.dropped);
                 self.forget_stored(message.seq);
                 debug!(
-                    self.log,
-                    "message larger than the client's Maximum Packet Size dropped"
+                    self.node.log,
+                    "message larger than the client's Maximum Packet Size dropped";
+                    "client_id" => %self.client_id()
                 );
                 return;
             }
@@ -1385,7 +1402,7 @@ impl Session {
         if backpressure && qos > QoS::AtMostOnce && self.outbox().is_full() {
             // Kept past the limit; Topics hold their publishers until the queue has room.
             if !self.full.swap(true, Ordering::Relaxed) {
-                warn!(self.log, "session queue full, slowing publishers down";
+                warn!(self.node.log, "session queue full, slowing publishers down"; "client_id" => %self.client_id(),
                     "queued" => self.outbox().len(), "policy" => "backpressure");
             }
             self.outbox().restore(message);
@@ -1401,13 +1418,15 @@ impl Session {
         if dropped > 0 {
             Metrics::add(&self.node.metrics.dropped, dropped);
             if self.overflow_streak == 0 {
-                warn!(self.log, "session queue full, dropping messages";
+                warn!(self.node.log, "session queue full, dropping messages"; "client_id" => %self.client_id(),
                     "qos" => qos as u8, "queued" => self.outbox().len(),
                     "policy" => "drop");
             }
-            self.overflow_streak += dropped;
+            self.overflow_streak = self
+                .overflow_streak
+                .saturating_add(u32::try_from(dropped).unwrap_or(u32::MAX));
         } else if self.overflow_streak > 0 {
-            info!(self.log, "session queue has room again"; "dropped" => self.overflow_streak);
+            info!(self.node.log, "session queue has room again"; "client_id" => %self.client_id(), "dropped" => self.overflow_streak);
             self.overflow_streak = 0;
         }
         self.count_queue();
@@ -1443,6 +1462,58 @@ impl Session {
         self.link = Some(link);
         self.count_queue();
         self.sync_lane();
+        self.arm_retry(ctx);
+    }
+
+    /// Starts the 3.x resend timer if a message is inflight on the attached link and the
+    /// timer is not running. Each tick marks what has waited `retry_interval` for its
+    /// acknowledgement for resending (so a message is resent between 1 and 2 intervals
+    /// after it went out); a tick that finds nothing inflight stops the timer.
+    fn arm_retry(&mut self, ctx: &mut Context<Self>) {
+        if self.timer != Timer::Idle || self.link.is_none() || self.protocol == Protocol::V5 {
+            return;
+        }
+        if !self.outbox().arm_retry() {
+            return;
+        }
+        let interval = Duration::from_secs(self.node.config.session.retry_interval);
+        let handle = ctx.run_interval(interval, move |act, ctx| {
+            let (due, inflight) = {
+                let mut outbox = act.outbox();
+                let due = outbox.resend_older_than(Instant::now(), interval);
+                (due, outbox.arm_retry())
+            };
+            if !inflight {
+                act.stop_timer(ctx);
+            }
+            if due > 0 {
+                act.pump(ctx);
+            }
+        });
+        self.timer = Timer::Retry(handle);
+    }
+
+    /// Stops the expiry or resend timer, if one runs.
+    fn stop_timer(&mut self, ctx: &mut Context<Self>) {
+        if let Timer::Expiry(handle) | Timer::Retry(handle) = self.timer {
+            ctx.cancel_future(handle);
+        }
+        self.timer = Timer::Idle;
+    }
+
+    /// Ends the (offline) session after `after`.
+    fn expire_after(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        let handle = ctx.run_later(after, |act, ctx| {
+            info!(act.node.log, "session expired"; "client_id" => %act.client_id());
+            act.timer = Timer::Idle;
+            act.end(ctx);
+        });
+        self.timer = Timer::Expiry(handle);
+    }
+
+    /// The client id this session belongs to.
+    fn client_id(&self) -> &ClientId {
+        self.direct.client_id()
     }
 
     /// Opens the lane while nothing of this session waits for the link, closes it otherwise.
@@ -1524,14 +1595,14 @@ impl Session {
 
     /// The session outlives its connection, so its state is kept in the store.
     fn persistent(&self) -> bool {
-        !self.expiry.is_zero()
+        self.expiry_secs != 0
     }
 
     /// The session's record as stored.
     fn record(&self) -> SessionRecord {
         SessionRecord {
             protocol: self.protocol.level(),
-            expiry_secs: self.expiry.as_secs(),
+            expiry_secs: self.expiry_secs.into(),
             disconnected_at_ms: self.link.is_none().then(store::now_ms),
             last_packet_id: self.outbox().last_packet_id(),
             owner: self.owner.as_deref().map(String::from),
@@ -1549,7 +1620,7 @@ impl Session {
             return;
         }
         let mut batch = Batch::new();
-        batch.put_session(self.client_id.as_str(), &self.record());
+        batch.put_session(self.client_id().as_str(), &self.record());
         match commit {
             Some(commit) => self.node.store.submit_durable(batch, Some(commit), None),
             None => self.node.store.submit(batch),
@@ -1560,7 +1631,7 @@ impl Session {
     fn forget_stored(&self, seq: Option<u64>) {
         if let Some(seq) = seq {
             let mut batch = Batch::new();
-            batch.del_queued(self.client_id.as_str(), seq);
+            batch.del_queued(self.client_id().as_str(), seq);
             self.node.store.submit(batch);
         }
     }
@@ -1569,7 +1640,7 @@ impl Session {
     /// order, every acknowledgement whose writes are all done.
     fn ack_ready(
         &mut self,
-        serial: u64,
+        serial: u32,
         outcome: Result<(), store::StoreError>,
         ctx: &mut Context<Self>,
     ) {
@@ -1599,7 +1670,7 @@ impl Session {
     /// A store write failed: the client is not acknowledged and its connection is closed,
     /// so that it sends again once the store works.
     fn store_failed(&mut self, e: &store::StoreError) {
-        error!(self.log, "store write failed; closing the connection"; "error" => %e);
+        error!(self.node.log, "store write failed; closing the connection"; "client_id" => %self.client_id(), "error" => %e);
         if let Some(link) = &self.link {
             link.close(CloseReason::ServerShutdown);
         }
@@ -1609,7 +1680,7 @@ impl Session {
     fn count_queue(&mut self) {
         if self.full.load(Ordering::Relaxed) && !self.outbox().is_full() {
             self.full.store(false, Ordering::Relaxed);
-            info!(self.log, "session queue has room again");
+            info!(self.node.log, "session queue has room again"; "client_id" => %self.client_id());
         }
         self.outbox().count(&self.node.metrics);
     }
@@ -1618,7 +1689,7 @@ impl Session {
     fn end(&mut self, ctx: &mut Context<Self>) {
         self.ending = true;
         self.node.registry.do_send(SessionEnded {
-            client_id: self.client_id.clone(),
+            client_id: self.client_id().clone(),
             session: ctx.address(),
         });
         ctx.stop();
@@ -1860,6 +1931,14 @@ pub fn subscription_from_record(record: &SubscriptionRecord) -> (String, Subscri
 /// The session lifetime for an MQTT 5 Session Expiry Interval, capped by `session.max_age`.
 pub fn session_expiry(secs: u32, max_age: u64) -> Duration {
     Duration::from_secs(u64::from(secs).min(max_age))
+}
+
+/// A session lifetime in whole seconds as the session keeps it: a fraction of a second
+/// counts as a second (so a non-zero lifetime stays non-zero), beyond `u32::MAX` seconds
+/// (136 years) is capped.
+fn expiry_secs(expiry: Duration) -> u32 {
+    let secs = expiry.as_secs() + u64::from(expiry.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -2172,6 +2251,93 @@ mod tests {
             Packet::Publish(p) => assert!(!p.dup),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Whether the session's resend timer runs.
+    #[derive(Message)]
+    #[rtype(result = "bool")]
+    struct RetryArmed;
+
+    impl Handler<RetryArmed> for Session {
+        type Result = bool;
+
+        fn handle(&mut self, _msg: RetryArmed, _ctx: &mut Self::Context) -> bool {
+            matches!(self.timer, Timer::Retry(_))
+        }
+    }
+
+    async fn publish_packet(end: &mut crate::actors::LinkEnd, within: Duration) -> Publish {
+        match tokio::time::timeout(within, end.recv()).await {
+            Ok(Some(Packet::Publish(p))) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_resend_timer_runs_only_while_a_message_is_inflight() {
+        let mut config = crate::Config::default();
+        config.session.retry_interval = 1;
+        let node = node_with(config);
+        let (s, epoch, mut end) =
+            crate::actors::testing::subscribe(&node, "s", "q", QoS::AtLeastOnce).await;
+        assert!(!s.send(RetryArmed).await.unwrap(), "idle: no timer");
+        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        publish_qos1(&publ, pe, &mut pend, 1).await;
+        // Written by the Topic straight on the link: the session was told to arm the timer.
+        let first = publish_packet(&mut end, Duration::from_secs(1)).await;
+        assert!(!first.dup);
+        assert!(
+            s.send(RetryArmed).await.unwrap(),
+            "armed with a message inflight"
+        );
+        // Not acknowledged: resent with DUP within two intervals.
+        let again = publish_packet(&mut end, Duration::from_millis(2500)).await;
+        assert_eq!((again.dup, again.packet_id), (true, first.packet_id));
+        let ack = Packet::PubAck(PubResp::new(again.packet_id.unwrap()));
+        inbound(&s, epoch, ack).await.unwrap();
+        // The next tick finds nothing inflight and stops the timer; nothing more is sent.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            !s.send(RetryArmed).await.unwrap(),
+            "stopped once nothing is inflight"
+        );
+        nothing(&mut end).await;
+        // The next message arms it again, and is resent in time as well.
+        publish_qos1(&publ, pe, &mut pend, 2).await;
+        let second = publish_packet(&mut end, Duration::from_secs(1)).await;
+        assert!(!second.dup && second.packet_id != first.packet_id);
+        assert!(s.send(RetryArmed).await.unwrap(), "armed again");
+        let again = publish_packet(&mut end, Duration::from_millis(2500)).await;
+        assert_eq!((again.dup, again.packet_id), (true, second.packet_id));
+    }
+
+    #[actix_rt::test]
+    async fn a_reconnect_arms_the_resend_timer_only_for_what_is_inflight() {
+        let mut config = crate::Config::default();
+        config.session.retry_interval = 1;
+        let node = node_with(config);
+        let options = persistent();
+        let (s, epoch, mut end) = attach(&node, "p", false, options.clone()).await;
+        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut end).await;
+        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        publish_qos1(&publ, pe, &mut pend, 1).await;
+        let first = publish_packet(&mut end, Duration::from_secs(1)).await;
+        // Reconnect: the message is resent at once, and again after the interval.
+        let (s, epoch, mut end) = attach(&node, "p", false, options.clone()).await;
+        let again = publish_packet(&mut end, Duration::from_secs(1)).await;
+        assert_eq!((again.dup, again.packet_id), (true, first.packet_id));
+        assert!(s.send(RetryArmed).await.unwrap());
+        let third = publish_packet(&mut end, Duration::from_millis(2500)).await;
+        assert_eq!((third.dup, third.packet_id), (true, first.packet_id));
+        let ack = Packet::PubAck(PubResp::new(first.packet_id.unwrap()));
+        inbound(&s, epoch, ack).await.unwrap();
+        // Reconnect with nothing inflight: no timer.
+        let (s, _, mut end) = attach(&node, "p", false, options).await;
+        assert!(!s.send(RetryArmed).await.unwrap());
+        nothing(&mut end).await;
     }
 
     /// A persistent session `id` subscribed to `filter` at QoS 1, then left offline.
