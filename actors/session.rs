@@ -2340,18 +2340,9 @@ mod tests {
         nothing(&mut end).await;
     }
 
-    /// A persistent session `id` subscribed to `filter` at QoS 1, then left offline.
     #[actix_rt::test]
     async fn a_held_back_topic_takes_no_more_than_its_intake_and_loses_nothing() {
-        let mut config = crate::Config::default();
-        config.session.max_queued_messages = 2;
-        config.session.queue_full = QueueFull::Backpressure;
-        let node = node_with(config);
-        offline_subscriber(&node, "p", "q").await;
-        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
-        for id in 1..=3 {
-            publish_qos1(&publ, pe, &mut pend, id).await;
-        }
+        let (node, publ, pe, _pend) = over_a_full_queue().await;
         // The subscriber's queue is over its limit, so the Topic waits, and what is
         // published meanwhile piles up in its mailbox, up to its intake.
         const MIB: usize = 1024 * 1024;
@@ -2405,6 +2396,7 @@ mod tests {
         assert_eq!(node.metrics.snapshot().dropped, 0);
     }
 
+    /// A persistent session `id` subscribed to `filter` at QoS 1, then left offline.
     async fn offline_subscriber(node: &Node, id: &str, filter: &str) {
         let (s, epoch, mut end) = attach(node, id, false, persistent()).await;
         inbound(&s, epoch, subscribe(filter, QoS::AtLeastOnce))
@@ -2440,7 +2432,59 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn full_queue_backpressure_policy_holds_the_publisher_until_there_is_room() {
+    async fn a_delivery_fanned_out_after_the_topic_waited_wakes_its_connection() {
+        let mut config = crate::Config::default();
+        config.session.max_queued_messages = 2;
+        config.session.queue_full = QueueFull::Backpressure;
+        let node = node_with(config);
+        offline_subscriber(&node, "p", "q").await;
+        let (_a, _, mut a_end) =
+            crate::actors::testing::subscribe(&node, "a", "q", QoS::AtLeastOnce).await;
+        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
+        for id in 1..=3 {
+            publish_qos1(&publ, pe, &mut pend, id).await;
+            assert!(matches!(next(&mut a_end).await, Packet::Publish(_)));
+        }
+        // p's queue is over its limit: message 4 waits in the Topic, and "a"'s connection
+        // waits for it (registered for a wake-up).
+        inbound(&publ, pe, publish("q", QoS::AtLeastOnce, Some(4)))
+            .await
+            .unwrap();
+        let (got, waited) = oneshot::channel();
+        actix_rt::spawn(async move {
+            let _ = got.send(a_end.recv().await);
+        });
+        tokio::task::yield_now().await;
+        // p comes back and reads: the Topic fans message 4 out after its wait, and no
+        // other message follows that would wake "a"'s connection.
+        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
+        for _ in 0..4 {
+            match next(&mut end).await {
+                Packet::Publish(p) => inbound(
+                    &s,
+                    epoch,
+                    Packet::PubAck(PubResp::new(p.packet_id.unwrap())),
+                )
+                .await
+                .unwrap(),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Only a wake-up makes the waiting task look at its link again.
+        let got = tokio::time::timeout(Duration::from_secs(2), waited)
+            .await
+            .expect("the connection is woken")
+            .unwrap();
+        assert!(
+            matches!(&got, Some(Packet::Publish(p)) if p.packet_id.is_some()),
+            "{got:?}"
+        );
+    }
+
+    /// Under `queue_full = "backpressure"` with a queue of 2: an offline persistent
+    /// subscriber "p" of "q", and a publisher "pub" whose three QoS 1 messages to "q" put
+    /// that queue over its limit.
+    async fn over_a_full_queue() -> (Node, Addr<Session>, Epoch, crate::actors::LinkEnd) {
         let mut config = crate::Config::default();
         config.session.max_queued_messages = 2;
         config.session.queue_full = QueueFull::Backpressure;
@@ -2450,6 +2494,12 @@ mod tests {
         for id in 1..=3 {
             publish_qos1(&publ, pe, &mut pend, id).await;
         }
+        (node, publ, pe, pend)
+    }
+
+    #[actix_rt::test]
+    async fn full_queue_backpressure_policy_holds_the_publisher_until_there_is_room() {
+        let (node, publ, pe, mut pend) = over_a_full_queue().await;
         // The queue is over its limit: the next message waits in the Topic.
         inbound(&publ, pe, publish("q", QoS::AtLeastOnce, Some(4)))
             .await

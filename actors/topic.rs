@@ -486,25 +486,28 @@ impl Topic {
         if direct > 0 {
             Metrics::add(&self.metrics.publish_out, direct);
         }
-        if waiting.is_empty() {
-            return;
-        }
-        ctx.wait(
-            async move {
-                for (session, deliver) in waiting {
-                    // A closed mailbox means the session ended meanwhile: no reader left.
-                    match deliver {
-                        Waiting::Plain(d) => {
-                            let _ = session.send(d).await;
-                        }
-                        Waiting::Lane(d) => {
-                            let _ = session.send(d).await;
+        if !waiting.is_empty() {
+            ctx.wait(
+                async move {
+                    for (session, deliver) in waiting {
+                        // A closed mailbox means the session ended meanwhile: no reader left.
+                        match deliver {
+                            Waiting::Plain(d) => {
+                                let _ = session.send(d).await;
+                            }
+                            Waiting::Lane(d) => {
+                                let _ = session.send(d).await;
+                            }
                         }
                     }
                 }
-            }
-            .into_actor(self),
-        );
+                .into_actor(self),
+            );
+        }
+        // Wakes the connections this fan-out wrote to: now if this Topic is about to wait,
+        // else after the mailbox drain. Also when the fan-out comes after a wait (for the
+        // store, or a full queue), which no Distribute handler follows.
+        self.settle_wakes(ctx);
     }
 }
 
