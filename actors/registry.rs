@@ -659,7 +659,7 @@ impl Registry {
         let stores = subscribers.values().any(|s| s.persistent);
         let intake = Arc::new(Intake::default());
         let topic_intake = intake.clone();
-        let topic = if workers.is_empty() {
+        let make = move || {
             Topic::new(
                 topic_name,
                 subscribers,
@@ -669,22 +669,14 @@ impl Registry {
                 store,
                 topic_intake,
             )
-            .start()
+        };
+        let topic = if workers.is_empty() {
+            make().start()
         } else {
             let mut h = DefaultHasher::new();
             name.hash(&mut h);
             let arbiter = &workers[(h.finish() % workers.len() as u64) as usize];
-            Topic::start_in_arbiter(arbiter, move |_| {
-                Topic::new(
-                    topic_name,
-                    subscribers,
-                    routes,
-                    metrics,
-                    &log,
-                    store,
-                    topic_intake,
-                )
-            })
+            Topic::start_in_arbiter(arbiter, move |_| make())
         };
         self.topics.insert(name.as_str(), topic.clone());
         self.node
