@@ -1851,9 +1851,10 @@ fn route(
 /// Asks the Registry for the Topic of the message's name (starting it), then hands it over.
 fn start_topic_and_send(node: &Node, distribute: Distribute) -> Pending {
     let registry = node.registry.clone();
+    let from = Some(std::thread::current().id());
     Box::pin(async move {
         let name = distribute.envelope.topic.clone();
-        if let Ok(Some(topic)) = registry.send(EnsureTopic { name }).await {
+        if let Ok(Some(topic)) = registry.send(EnsureTopic { name, from }).await {
             let _ = topic.send(distribute).await;
         }
     })

@@ -682,7 +682,10 @@ mod tests {
     /// The Topic of "t" (which has a subscriber).
     async fn topic_t(node: &crate::actors::Node) -> Addr<Topic> {
         node.registry
-            .send(EnsureTopic { name: "t".into() })
+            .send(EnsureTopic {
+                name: "t".into(),
+                from: None,
+            })
             .await
             .unwrap()
             .expect("a topic for a subscribed name")
