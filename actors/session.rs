@@ -2376,23 +2376,9 @@ mod tests {
         let taken = node.routes.topic_intake("q").expect("a running Topic");
         assert!(taken <= bound, "{taken} bytes in the Topic's mailbox");
         // The subscriber comes back: every message arrives, in order.
-        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
-        for id in 1..4 + n {
-            match next(&mut end).await {
-                Packet::Publish(p) => {
-                    if id >= 4 {
-                        assert_eq!((p.payload.len(), p.payload[0]), (MIB, id as u8));
-                    }
-                    inbound(
-                        &s,
-                        epoch,
-                        Packet::PubAck(PubResp::new(p.packet_id.unwrap())),
-                    )
-                    .await
-                    .unwrap()
-                }
-                other => panic!("{other:?}"),
-            }
+        let got = come_back_and_read(&node, "p", 3 + usize::from(n)).await;
+        for (id, p) in (4..4 + n).zip(&got[3..]) {
+            assert_eq!((p.payload.len(), p.payload[0]), (MIB, id as u8));
         }
         assert_eq!(node.metrics.snapshot().dropped, 0);
     }
@@ -2458,19 +2444,7 @@ mod tests {
         tokio::task::yield_now().await;
         // p comes back and reads: the Topic fans message 4 out after its wait, and no
         // other message follows that would wake "a"'s connection.
-        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
-        for _ in 0..4 {
-            match next(&mut end).await {
-                Packet::Publish(p) => inbound(
-                    &s,
-                    epoch,
-                    Packet::PubAck(PubResp::new(p.packet_id.unwrap())),
-                )
-                .await
-                .unwrap(),
-                other => panic!("{other:?}"),
-            }
-        }
+        come_back_and_read(&node, "p", 4).await;
         // Only a wake-up makes the waiting task look at its link again.
         let got = tokio::time::timeout(Duration::from_secs(2), waited)
             .await
@@ -2480,6 +2454,24 @@ mod tests {
             matches!(&got, Some(Packet::Publish(p)) if p.packet_id.is_some()),
             "{got:?}"
         );
+    }
+
+    /// The persistent session `id` reconnects and reads (and acknowledges) `n` PUBLISHes,
+    /// which it returns.
+    async fn come_back_and_read(node: &Node, id: &str, n: usize) -> Vec<Publish> {
+        let (s, epoch, mut end) = attach(node, id, false, persistent()).await;
+        let mut got = Vec::with_capacity(n);
+        for _ in 0..n {
+            match next(&mut end).await {
+                Packet::Publish(p) => {
+                    let ack = Packet::PubAck(PubResp::new(p.packet_id.unwrap()));
+                    inbound(&s, epoch, ack).await.unwrap();
+                    got.push(p);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        got
     }
 
     /// Under `queue_full = "backpressure"` with a queue of 2: an offline persistent
@@ -2508,19 +2500,7 @@ mod tests {
         nothing(&mut pend).await;
         assert_eq!(node.metrics.snapshot().dropped, 0);
         // The subscriber comes back and reads: the publisher gets its PUBACK.
-        let (s, epoch, mut end) = attach(&node, "p", false, persistent()).await;
-        for _ in 0..4 {
-            match next(&mut end).await {
-                Packet::Publish(p) => inbound(
-                    &s,
-                    epoch,
-                    Packet::PubAck(PubResp::new(p.packet_id.unwrap())),
-                )
-                .await
-                .unwrap(),
-                other => panic!("{other:?}"),
-            }
-        }
+        come_back_and_read(&node, "p", 4).await;
         assert_eq!(next(&mut pend).await, Packet::PubAck(PubResp::new(4)));
     }
 }
