@@ -6,7 +6,7 @@
 //! - [`Registry`]: one per node; names, subscriptions, retained messages, route snapshot.
 //! - [`Supervisor`]: starts the node's actors and hands out their dependencies.
 //!
-//! Durable state goes to the [`Store`](crate::store::Store) thread: Topics queue QoS 1/2
+//! Durable state goes to the [`Store`] thread: Topics queue QoS 1/2
 //! messages for persistent subscribers there (the publisher's acknowledgement waits for that
 //! write), sessions record what their clients acknowledged, the Registry writes session
 //! records, retained messages and deletions, and restores it all at start-up.

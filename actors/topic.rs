@@ -35,7 +35,7 @@
 //!
 //! Durability: for a QoS 1/2 message, each *persistent* subscriber that gets it at QoS 1/2
 //! is given a store sequence number, and all those queue entries (with the publisher's QoS 2
-//! marker, if any) go to the store thread as one write whose [`Commit`](crate::store::Commit)
+//! marker, if any) go to the store thread as one write whose [`Commit`]
 //! the publisher waits on before its PUBACK/PUBREC. The deliveries carry the sequence number
 //! so that the session deletes the entry when its client acknowledges. When the store
 //! thread's queue is full, the Topic waits for room like it waits for a full mailbox. Under

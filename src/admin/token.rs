@@ -4,7 +4,7 @@
 //! configuration sets it (e.g. through `FUBAR_HTTP__TOKEN`), else the contents of
 //! `<node.data_dir>/admin.token`, which the first start of a node creates with 32 random
 //! bytes from the OS RNG, hex-encoded, readable by its owner only (mode 0600). The CLI
-//! ([`super::client`]) finds the token the same way. [`matches`] compares in constant time.
+//! ([`super::client`]) finds the token the same way. [`matches()`] compares in constant time.
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use std::fs::OpenOptions;
@@ -83,7 +83,7 @@ pub fn read(path: &Path) -> Result<String, TokenError> {
     Ok(token.to_string())
 }
 
-/// A new random token: [`TOKEN_BYTES`] bytes from the OS RNG as lowercase hex.
+/// A new random token: `TOKEN_BYTES` (32) bytes from the OS RNG as lowercase hex.
 pub fn generate() -> String {
     let mut bytes = [0u8; TOKEN_BYTES];
     OsRng.fill_bytes(&mut bytes);

@@ -23,7 +23,7 @@
 //!
 //! Writing happens in the same task (`Outflow`, polled beside everything the connection
 //! waits for): producers encode packets straight into the link's bounded buffer (see
-//! [`link`](crate::actors::link)) and wake the task once per batch; the connection takes the
+//! [`link`](mod@crate::actors::link)) and wake the task once per batch; the connection takes the
 //! whole buffer and writes it with as few calls as the socket allows, then flushes. So a
 //! connection is one task, whatever it is doing, and many deliveries between two wake-ups
 //! go out in one write.
