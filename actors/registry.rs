@@ -127,6 +127,24 @@ impl Actor for Registry {
     }
 }
 
+/// Which of `workers` (at least one) runs a Topic whose name hashes to `hash`: the one the
+/// hash picks, or the next one when `threads` (each worker's thread, as far as known) says
+/// that is the thread of `publisher`.
+fn topic_worker(
+    hash: u64,
+    workers: usize,
+    threads: &[Option<ThreadId>],
+    publisher: Option<ThreadId>,
+) -> usize {
+    let n = workers.max(1);
+    let index = (hash % n as u64) as usize;
+    if publisher.is_some() && threads.get(index) == Some(&publisher) {
+        (index + 1) % n
+    } else {
+        index
+    }
+}
+
 /// A worker arbiter tells which thread it runs on.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -715,10 +733,7 @@ impl Registry {
         } else {
             let mut h = DefaultHasher::new();
             name.hash(&mut h);
-            let mut index = (h.finish() % workers.len() as u64) as usize;
-            if publisher.is_some() && self.worker_threads.get(index) == Some(&publisher) {
-                index = (index + 1) % workers.len();
-            }
+            let index = topic_worker(h.finish(), workers.len(), &self.worker_threads, publisher);
             Topic::start_in_arbiter(&workers[index], move |_| make())
         };
         self.topics.insert(name.as_str(), topic.clone());
@@ -940,6 +955,25 @@ mod tests {
             loaded.sessions.iter().all(|s| s.client_id != "c"),
             "the replaced session's record is gone"
         );
+    }
+
+    #[test]
+    fn a_topic_starts_away_from_the_worker_of_its_publisher() {
+        let here = std::thread::current().id();
+        let there = std::thread::spawn(|| std::thread::current().id())
+            .join()
+            .unwrap();
+        let threads = [Some(here), Some(there)];
+        // By the hash, unless that is the publisher's worker.
+        assert_eq!(topic_worker(4, 2, &threads, None), 0);
+        assert_eq!(topic_worker(5, 2, &threads, None), 1);
+        assert_eq!(topic_worker(4, 2, &threads, Some(there)), 0);
+        assert_eq!(topic_worker(4, 2, &threads, Some(here)), 1);
+        assert_eq!(topic_worker(5, 2, &threads, Some(there)), 0);
+        // Workers that have not reported their thread yet, or only one worker: the hash.
+        assert_eq!(topic_worker(4, 2, &[None, None], Some(here)), 0);
+        assert_eq!(topic_worker(7, 1, &[Some(here)], Some(here)), 0);
+        assert_eq!(topic_worker(5, 2, &[], Some(here)), 1);
     }
 
     #[actix_rt::test]
