@@ -2222,17 +2222,13 @@ mod tests {
     async fn a_message_sent_straight_by_the_topic_is_resent_with_dup_and_acknowledged() {
         let node = node();
         let options = persistent();
-        let (s, epoch, mut end) = attach(&node, "p", false, options.clone()).await;
-        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
-            .await
-            .unwrap();
-        next(&mut end).await;
-        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
-        publish_qos1(&publ, pe, &mut pend, 1).await;
-        let first = match next(&mut end).await {
-            Packet::Publish(p) => p,
-            other => panic!("{other:?}"),
-        };
+        let FirstInflight {
+            publ,
+            pe,
+            mut pend,
+            end: _first_link,
+            first,
+        } = first_inflight(&node).await;
         assert_eq!((first.dup, node.metrics.snapshot().queued), (false, 1));
         // Reconnect without acknowledging: the same packet id again, with DUP.
         let (s, epoch, mut end) = attach(&node, "p", false, options).await;
@@ -2264,6 +2260,36 @@ mod tests {
 
         fn handle(&mut self, _msg: RetryArmed, _ctx: &mut Self::Context) -> bool {
             matches!(self.timer, Timer::Retry(_))
+        }
+    }
+
+    /// A persistent subscriber "p" of "q" (QoS 1), online, and the first message a publisher
+    /// "pub" sent to "q", inflight to "p".
+    struct FirstInflight {
+        publ: Addr<Session>,
+        pe: Epoch,
+        pend: crate::actors::LinkEnd,
+        /// "p"'s link.
+        end: crate::actors::LinkEnd,
+        /// The PUBLISH "p" got.
+        first: Publish,
+    }
+
+    async fn first_inflight(node: &Node) -> FirstInflight {
+        let (s, epoch, mut end) = attach(node, "p", false, persistent()).await;
+        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
+            .await
+            .unwrap();
+        next(&mut end).await;
+        let (publ, pe, mut pend) = attach(node, "pub", true, AttachOptions::default()).await;
+        publish_qos1(&publ, pe, &mut pend, 1).await;
+        let first = publish_packet(&mut end, Duration::from_secs(1)).await;
+        FirstInflight {
+            publ,
+            pe,
+            pend,
+            end,
+            first,
         }
     }
 
@@ -2318,14 +2344,11 @@ mod tests {
         config.session.retry_interval = 1;
         let node = node_with(config);
         let options = persistent();
-        let (s, epoch, mut end) = attach(&node, "p", false, options.clone()).await;
-        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
-            .await
-            .unwrap();
-        next(&mut end).await;
-        let (publ, pe, mut pend) = attach(&node, "pub", true, AttachOptions::default()).await;
-        publish_qos1(&publ, pe, &mut pend, 1).await;
-        let first = publish_packet(&mut end, Duration::from_secs(1)).await;
+        let FirstInflight {
+            end: _first_link,
+            first,
+            ..
+        } = first_inflight(&node).await;
         // Reconnect: the message is resent at once, and again after the interval.
         let (s, epoch, mut end) = attach(&node, "p", false, options.clone()).await;
         let again = publish_packet(&mut end, Duration::from_secs(1)).await;
