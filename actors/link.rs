@@ -225,6 +225,8 @@ struct OutletState {
     room_wanted: bool,
     /// Packets that could not be encoded and were skipped.
     skipped: u32,
+    /// The connection took packets since it last asked ([`LinkEnd::take_activity`]).
+    taken: bool,
 }
 
 impl fmt::Debug for Outlet {
@@ -490,6 +492,7 @@ impl LinkEnd {
         debug_assert!(out.is_empty());
         let mut state = self.outlet.lock();
         if !state.buf.is_empty() {
+            state.taken = true;
             std::mem::swap(&mut state.buf, out);
             if state.buf.capacity() > LINK_CAPACITY * 2 {
                 state.buf = BytesMut::new();
@@ -516,6 +519,26 @@ impl LinkEnd {
     /// Bytes encoded and waiting to be taken.
     pub fn buffered(&self) -> usize {
         self.outlet.lock().buf.len()
+    }
+
+    /// Whether the connection took packets since it last asked: its write activity.
+    pub fn take_activity(&self) -> bool {
+        std::mem::take(&mut self.outlet.lock().taken)
+    }
+
+    /// For a connection that leaves its task (a parked one): registers `waker` for all it
+    /// waits for on the link (packets to write, a close request, the session's end) and
+    /// drops the idle buffer. `true` when one of them is there already (then nothing is
+    /// registered).
+    pub fn watch(&self, waker: &Waker) -> bool {
+        let mut state = self.outlet.lock();
+        if !state.buf.is_empty() || state.close.is_some() || state.links == 0 {
+            return true;
+        }
+        state.buf = BytesMut::new();
+        state.waker = Some(waker.clone());
+        state.signal_waker = Some(waker.clone());
+        false
     }
 
     /// Waits for a close request or the session's end.

@@ -30,7 +30,10 @@
 #   FANOUT_SUBS=1000                     fanout: 1 publisher -> N subscribers
 #   FANIN_PUBS=1000 FANIN_WINDOW=20      fanin: N publishers -> 1 subscriber
 #   LAT_RATE=20000 LAT_QOS=1             latency: pub/sub at a fixed total rate (msg/s)
-#   CONN_N=19000 CONN_HOLD=10            conn: idle connections and seconds held
+#   CONN_N=19000 CONN_HOLD=40            conn: idle connections and seconds held (fubar
+#                                        parks a connection after 10 s idle, and its
+#                                        allocator returns the freed memory over ~10 s
+#                                        more: the RSS read at the end is the idle state)
 #   RESULTS=target/bench/results-<time>.jsonl   (generator diagnostics: same name, .stderr)
 #   RUMQTTD_ROOT=<dir>                   where `cargo install rumqttd` caches its binary
 #   NO_BUILD=1                           skip `cargo build`
@@ -175,7 +178,7 @@ FANIN_WINDOW=${FANIN_WINDOW:-20}
 LAT_RATE=${LAT_RATE:-20000}
 LAT_QOS=${LAT_QOS:-1}
 CONN_N=${CONN_N:-19000}
-CONN_HOLD=${CONN_HOLD:-10}
+CONN_HOLD=${CONN_HOLD:-40}
 if [ "${QUICK:-0}" = "1" ]; then
   ROUNDS=1 DURATION=2 DRAIN=1 PUBS=10 SUBS=10 TOPICS=10 FANOUT_SUBS=100 FANIN_PUBS=100
   LAT_RATE=2000 CONN_N=1000 CONN_HOLD=2

@@ -80,6 +80,9 @@ pub struct MqttConfig {
     pub max_topic_length: usize,
     /// Maximum topic levels.
     pub max_topic_levels: usize,
+    /// Milliseconds without traffic after which a plain-TCP connection parks (its task ends
+    /// and the socket waits in its worker's readiness table); 0 never parks.
+    pub park_after_ms: u64,
 }
 
 /// `[session]` section.

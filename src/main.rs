@@ -30,6 +30,12 @@ fn run(args: &NodeArgs) -> anyhow::Result<()> {
         &config.node.name,
     )
     .with_context(|| format!("cannot open log files in {}", config.node.log_dir.display()))?;
+    // jemalloc returns freed memory to the system only when some thread allocates, unless
+    // its background thread does it: an idle broker whose connections parked (or whose
+    // burst of traffic ended) would keep its peak size.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        slog::warn!(log, "jemalloc background thread not started"; "error" => %e);
+    }
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.node.data_dir.display()))?;
     let broker = match Broker::start(config, log.clone()) {

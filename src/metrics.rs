@@ -30,6 +30,8 @@ impl Deref for HotCounter {
 pub struct Metrics {
     /// Open client connections (CONNECT accepted or being processed).
     pub connections: AtomicU64,
+    /// Connections parked while idle (counted in `connections` too).
+    pub parked: AtomicU64,
     /// Live sessions, online or offline.
     pub sessions: AtomicU64,
     /// Topic actors running.
@@ -54,6 +56,8 @@ pub struct Metrics {
 pub struct MetricsSnapshot {
     /// Open client connections (after CONNACK 0).
     pub connections: u64,
+    /// Connections parked while idle (counted in `connections` too).
+    pub parked: u64,
     /// Live sessions, online or offline.
     pub sessions: u64,
     /// PUBLISH packets received from clients.
@@ -106,6 +110,7 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MetricsSnapshot {
             connections: get(&self.connections),
+            parked: get(&self.parked),
             sessions: get(&self.sessions),
             publish_in: get(&self.publish_in),
             publish_out: get(&self.publish_out),

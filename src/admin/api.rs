@@ -186,6 +186,7 @@ async fn state(state: web::Data<AdminState>) -> HttpResponse {
         },
         "metrics": {
             "connections": m.connections,
+            "connections_parked": m.parked,
             "sessions": m.sessions,
             "topics": m.topics,
             "subscriptions": m.subscriptions,

@@ -18,12 +18,18 @@ enum Kind {
 /// The exposition text for `snapshot` plus the node's uptime.
 pub fn render(snapshot: &MetricsSnapshot, uptime_secs: u64) -> String {
     use Kind::{Counter, Gauge};
-    let series: [(&str, Kind, &str, u64); 10] = [
+    let series: [(&str, Kind, &str, u64); 11] = [
         (
             "fubar_connections",
             Gauge,
             "Open client connections.",
             snapshot.connections,
+        ),
+        (
+            "fubar_connections_parked",
+            Gauge,
+            "Idle connections parked in a worker's readiness table (also in fubar_connections).",
+            snapshot.parked,
         ),
         (
             "fubar_sessions",
@@ -112,7 +118,7 @@ mod tests {
         assert!(text.contains("\nfubar_publish_received_total 42\n"));
         assert!(text.contains("\nfubar_uptime_seconds 7\n"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 10);
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 10);
+        assert_eq!(samples, 11);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 11);
     }
 }

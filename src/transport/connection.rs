@@ -52,11 +52,11 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 
 /// Bytes reserved before each read while the client sends a lot.
 const READ_CHUNK: usize = 4096;
@@ -107,6 +107,9 @@ enum Exit {
     Closed(CloseReason),
     /// The session is gone.
     SessionGone,
+    /// Nothing came or went for `mqtt.park_after_ms`: the connection may park. Never
+    /// concluded: the caller parks the connection or runs it again.
+    Idle,
 }
 
 impl Exit {
@@ -129,7 +132,7 @@ impl Exit {
             Exit::Lost(_) | Exit::WriteFailed | Exit::KeepAliveTimeout | Exit::Violation { .. } => {
                 true
             }
-            Exit::Closed(_) | Exit::SessionGone => false,
+            Exit::Closed(_) | Exit::SessionGone | Exit::Idle => false,
         }
     }
 
@@ -143,7 +146,7 @@ impl Exit {
             Exit::Closed(CloseReason::ServerShutdown) | Exit::SessionGone => {
                 Some(reason::SERVER_SHUTTING_DOWN)
             }
-            Exit::Disconnect { .. } | Exit::Lost(_) | Exit::WriteFailed => None,
+            Exit::Disconnect { .. } | Exit::Lost(_) | Exit::WriteFailed | Exit::Idle => None,
         }
     }
 }
@@ -168,6 +171,8 @@ struct Connection<R> {
     peer: SocketAddr,
     epoch: Epoch,
     protocol: Protocol,
+    /// When the client last sent a complete packet (only those count for the keep-alive).
+    last_packet: Instant,
 }
 
 /// An attached connection: its session and the transport end of its link.
@@ -276,13 +281,25 @@ impl<W: AsyncWrite + Unpin> Outflow<W> {
     }
 }
 
-/// Serves one client connection until it closes. `gate` authenticates its CONNECT.
-pub async fn serve<R, W>(reader: R, mut writer: W, peer: SocketAddr, node: Arc<Node>, gate: Gate)
-where
+/// Parks an idle attached connection: takes its two halves and what it keeps while idle
+/// (see [`park`](super::park)). Only transports that can hand their socket to a readiness
+/// table have one (plain TCP).
+pub(crate) type Parker<R, W> = fn(R, W, Idle);
+
+/// Serves one client connection until it closes. `gate` authenticates its CONNECT;
+/// `parker`, if any, parks the connection while it is idle.
+pub(crate) async fn serve<R, W>(
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    gate: Gate,
+    parker: Option<Parker<R, W>>,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + 'static,
 {
-    let mut conn = Connection {
+    let conn = Connection {
         reader,
         buf: BytesMut::with_capacity(IDLE_READ_BUFFER),
         busy: false,
@@ -290,20 +307,34 @@ where
         peer,
         epoch: Epoch::next(),
         protocol: Protocol::V311,
+        last_packet: Instant::now(),
     };
-    // Boxed like every rare or one-off wait, so that the task's own state (what an idle
-    // connection keeps) holds only the read loop.
-    let Some(established) = Box::pin(handshake(&mut conn, &mut writer, gate)).await else {
+    // Boxed like every rare or one-off wait, so that the task's own state (what an active
+    // connection keeps) holds only the read loop. The handshake owns the connection
+    // meanwhile: a local lent to it would keep its room in the task beside the read loop.
+    let opened = Box::pin(async move {
+        let (mut conn, mut writer) = (conn, writer);
+        let established = handshake(&mut conn, &mut writer, gate).await?;
+        Some((conn, writer, established))
+    });
+    let Some((mut conn, writer, established)) = opened.await else {
         return;
     };
-    let Established {
-        client_id,
-        session,
-        direct,
-        end,
-        keep_alive,
-        expiry_was_zero,
-    } = established;
+    conn.last_packet = Instant::now();
+    attached(conn, writer, established, parker).await;
+}
+
+/// Serves an attached connection: reads, writes and hands packets to its session until it
+/// ends, or, idle and with a `parker`, until it parks.
+async fn attached<R, W>(
+    mut conn: Connection<R>,
+    writer: W,
+    established: Established,
+    parker: Option<Parker<R, W>>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + 'static,
+{
     let pipeline = Arc::new(Semaphore::new(PIPELINE));
     let mut outflow = Outflow {
         writer,
@@ -311,28 +342,115 @@ where
         written: 0,
         lingered: false,
     };
-    let result = {
-        let run = pin!(conn.run(
-            &session,
-            &direct,
-            &end,
-            &pipeline,
-            keep_alive,
-            expiry_was_zero
-        ));
-        outflow.beside(&end, run).await
-    };
-    let exit = match result {
-        Ok(exit) => exit,
-        Err(e) => {
-            debug!(conn.log(), "write failed"; "error" => %e);
-            Exit::WriteFailed
+    let exit = loop {
+        let result = {
+            let run = pin!(conn.run(&established, &pipeline, parker.is_some()));
+            outflow.beside(&established.end, run).await
+        };
+        match result {
+            Ok(Exit::Idle) => {
+                // A batch the client does not read keeps the connection in its task.
+                if let (Some(park), true) = (parker, outflow.out.is_empty()) {
+                    let Connection {
+                        reader,
+                        node,
+                        peer,
+                        epoch,
+                        protocol,
+                        last_packet,
+                        ..
+                    } = conn;
+                    let idle = Idle {
+                        node,
+                        peer,
+                        epoch,
+                        protocol,
+                        last_packet,
+                        established,
+                    };
+                    park(reader, outflow.writer, idle);
+                    return;
+                }
+            }
+            Ok(exit) => break exit,
+            Err(e) => {
+                debug!(conn.log(), "write failed"; "error" => %e);
+                break Exit::WriteFailed;
+            }
         }
     };
+    let Established {
+        client_id,
+        session,
+        end,
+        ..
+    } = established;
     Box::pin(conclude(
         conn, outflow, exit, client_id, session, end, pipeline,
     ))
     .await;
+}
+
+/// An idle attached connection without its socket: what a parked connection keeps.
+pub(crate) struct Idle {
+    node: Arc<Node>,
+    peer: SocketAddr,
+    epoch: Epoch,
+    protocol: Protocol,
+    last_packet: Instant,
+    established: Established,
+}
+
+impl Idle {
+    /// The node the connection belongs to.
+    pub(super) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// When the client's keep-alive runs out, if it has one.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.established.keep_alive.map(|ka| self.last_packet + ka)
+    }
+
+    /// Registers `waker` for everything the session may send the connection (see
+    /// [`LinkEnd::watch`]); `true` when something is there already.
+    pub(super) fn watch(&self, waker: &Waker) -> bool {
+        self.established.end.watch(waker)
+    }
+
+    /// Serves the connection again, on the halves of its socket.
+    pub(super) async fn resume<R, W>(self, reader: R, writer: W, parker: Option<Parker<R, W>>)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + 'static,
+    {
+        let conn = Connection {
+            reader,
+            buf: BytesMut::with_capacity(IDLE_READ_BUFFER),
+            busy: false,
+            node: self.node,
+            peer: self.peer,
+            epoch: self.epoch,
+            protocol: self.protocol,
+            last_packet: self.last_packet,
+        };
+        attached(conn, writer, self.established, parker).await;
+    }
+
+    /// Ends a connection whose socket was lost while it parked or woke up: like a
+    /// connection lost without DISCONNECT (the will is published), with nothing written.
+    pub(super) fn abandon(self, error: &std::io::Error) {
+        self.established.end.end();
+        self.established.session.do_send(Detached {
+            epoch: self.epoch,
+            publish_will: true,
+            session_expiry: None,
+        });
+        let log = connection_log(&self.node, self.peer, self.epoch);
+        info!(log, "connection lost"; "client_id" => %self.established.client_id,
+            "reason" => "socket lost while parking", "error" => %error);
+        Metrics::sub(&self.node.metrics.connections, 1);
+    }
 }
 
 /// The end of an attached connection: waits until its piped packets are handled (writing
@@ -499,9 +617,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     /// The connection's logger, built when something is logged (an idle connection keeps
     /// none).
     fn log(&self) -> Logger {
-        self.node
-            .log
-            .new(o!("peer" => self.peer.to_string(), "connection" => self.epoch.to_string()))
+        connection_log(&self.node, self.peer, self.epoch)
     }
 
     /// Reads until one packet is decoded.
@@ -634,25 +750,42 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         )))
     }
 
-    /// The read loop of an attached connection.
+    /// The read loop of an attached connection. A `parkable` one ends with [`Exit::Idle`]
+    /// once nothing was read or written for `mqtt.park_after_ms` (checked by the same timer
+    /// as the keep-alive, so after one to two times that).
     async fn run(
         &mut self,
-        session: &Addr<Session>,
-        direct: &Direct,
-        end: &LinkEnd,
+        established: &Established,
         pipeline: &Arc<Semaphore>,
-        keep_alive: Option<Duration>,
-        expiry_was_zero: bool,
+        parkable: bool,
     ) -> Exit {
+        let Established {
+            session,
+            direct,
+            end,
+            keep_alive,
+            expiry_was_zero,
+            ..
+        } = established;
+        let (keep_alive, expiry_was_zero) = (*keep_alive, *expiry_was_zero);
         let max = self.node.config.mqtt.max_packet_size;
-        // Disabled (keep_alive None) the timer is never polled.
-        let idle = sleep(keep_alive.unwrap_or(Duration::from_secs(3600)));
+        let park_after = match self.node.config.mqtt.park_after_ms {
+            0 => None,
+            ms => parkable.then(|| Duration::from_millis(ms)),
+        };
+        // One timer for the keep-alive and the idle check; never polled without either.
+        let armed = keep_alive.is_some() || park_after.is_some();
+        // Writes are seen when the timer fires: while they go on, it fires every quarter of
+        // `park_after`, so a connection parks at most 1.25 x `park_after` after its last
+        // write (exactly that long after its last read).
+        let mut last_active = Instant::now();
+        let mut writing = true;
+        let idle = sleep_until(self.next_check(keep_alive, park_after, last_active, writing));
         tokio::pin!(idle);
-        // When the client last sent a complete packet (only those count as activity), read
-        // once per batch of packets. The timer is not moved for each: when it fires, it is
-        // set again to this time plus the keep-alive, unless that has passed.
-        let mut last_packet = Instant::now();
         loop {
+            // `last_packet` is read once per batch of packets. The timer is not moved for
+            // each: when it fires, it is set again from `last_packet` unless that has
+            // passed.
             let mut fresh = true;
             loop {
                 // The decoded packet (over 400 bytes) must not live across an await, or
@@ -660,8 +793,8 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 // its own statement.
                 let step = match codec::decode(&mut self.buf, self.protocol, max) {
                     Ok(Some(packet)) => {
-                        if std::mem::take(&mut fresh) && keep_alive.is_some() {
-                            last_packet = Instant::now();
+                        if std::mem::take(&mut fresh) && armed {
+                            self.last_packet = Instant::now();
                         }
                         self.dispatch(packet, session, direct, end, pipeline, expiry_was_zero)
                     }
@@ -683,12 +816,25 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             tokio::select! {
                 biased;
                 signal = end.signal() => return closed(signal),
-                _ = &mut idle, if keep_alive.is_some() => {
-                    let deadline = last_packet + keep_alive.unwrap_or_default();
-                    if deadline <= Instant::now() {
+                _ = &mut idle, if armed => {
+                    let now = Instant::now();
+                    if keep_alive.is_some_and(|ka| self.last_packet + ka <= now) {
                         return Exit::KeepAliveTimeout;
                     }
-                    idle.as_mut().reset(deadline);
+                    if let Some(after) = park_after {
+                        let busy = end.take_activity()
+                            || !self.buf.is_empty()
+                            || pipeline.available_permits() < PIPELINE
+                            || end.buffered() > 0;
+                        writing = busy;
+                        if busy {
+                            last_active = now;
+                        } else if self.last_packet.max(last_active) + after <= now {
+                            return Exit::Idle;
+                        }
+                    }
+                    let next = self.next_check(keep_alive, park_after, last_active, writing);
+                    idle.as_mut().reset(next);
                 }
                 read = self.reader.read_buf(&mut self.buf) => match read {
                     Ok(0) => return Exit::Lost("closed by peer".into()),
@@ -696,6 +842,27 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     Err(e) => return Exit::Lost(e.to_string()),
                 },
             }
+        }
+    }
+
+    /// When the read loop's timer fires next: at the keep-alive deadline, or earlier for
+    /// the idle check (soon while the connection is `writing`).
+    fn next_check(
+        &self,
+        keep_alive: Option<Duration>,
+        park_after: Option<Duration>,
+        last_active: Instant,
+        writing: bool,
+    ) -> Instant {
+        let keep_alive = keep_alive.map(|ka| self.last_packet + ka);
+        let park = park_after.map(|after| match writing {
+            true => last_active + after / 4,
+            false => self.last_packet.max(last_active) + after,
+        });
+        match (keep_alive, park) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => last_active + Duration::from_secs(3600),
         }
     }
 
@@ -844,8 +1011,15 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             }
             Exit::Closed(why) => info!(log, "connection closed by the session"; "why" => ?why),
             Exit::SessionGone => info!(log, "session ended, closing"),
+            Exit::Idle => debug!(log, "idle"),
         }
     }
+}
+
+/// The logger of one connection (built when something is logged).
+fn connection_log(node: &Node, peer: SocketAddr, epoch: Epoch) -> Logger {
+    node.log
+        .new(o!("peer" => peer.to_string(), "connection" => epoch.to_string()))
 }
 
 /// What is left to do for one packet of an attached connection.
@@ -953,7 +1127,14 @@ mod tests {
         let (client, server) = tokio::io::duplex(1 << 20);
         let (reader, writer) = tokio::io::split(server);
         let (peer, gate) = loopback(node);
-        actix_rt::spawn(serve(reader, writer, peer, Arc::new(node.clone()), gate));
+        actix_rt::spawn(serve(
+            reader,
+            writer,
+            peer,
+            Arc::new(node.clone()),
+            gate,
+            None,
+        ));
         client
     }
 
@@ -1023,12 +1204,12 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn an_idle_connection_is_one_small_task() {
+    async fn an_active_connection_is_one_small_task() {
         let node = node();
         let (_client, server) = tokio::io::duplex(64);
         let (reader, writer) = tokio::io::split(server);
         let (peer, gate) = loopback(&node);
-        let task = serve(reader, writer, peer, Arc::new(node.clone()), gate);
+        let task = serve(reader, writer, peer, Arc::new(node.clone()), gate, None);
         let size = std::mem::size_of_val(&task);
         eprintln!("connection future: {size} bytes");
         eprintln!(
@@ -1055,6 +1236,7 @@ mod tests {
             peer,
             epoch: Epoch::next(),
             protocol: Protocol::V311,
+            last_packet: Instant::now(),
         };
         let pipeline = Arc::new(Semaphore::new(PIPELINE));
         let mut outflow = Outflow {
@@ -1074,15 +1256,24 @@ mod tests {
                 max_inflight: 1,
             }),
         );
-        let run = conn.run(&session, &direct, &end, &pipeline, None, false);
+        let established = Established {
+            client_id: ClientId::from("sizes"),
+            session,
+            direct: Arc::new(direct),
+            end,
+            keep_alive: None,
+            expiry_was_zero: false,
+        };
+        let run = conn.run(&established, &pipeline, false);
         let run_size = std::mem::size_of_val(&run);
         let run = pin!(run);
-        let beside = outflow.beside(&end, run);
+        let beside = outflow.beside(&established.end, run);
         eprintln!(
             "connection {conn_size} run {run_size} beside {}",
             std::mem::size_of_val(&beside)
         );
-        let limit = 896;
+        // An active connection's task. An idle one parks (plain TCP) and keeps no task.
+        let limit = 1024;
         assert!(size <= limit, "connection future is {size} bytes");
     }
 

@@ -7,6 +7,8 @@
 //!   same connection task; its certificate can be reloaded while it runs.
 //! - [`connection`]: the per-connection task shared by every transport (CONNECT handshake,
 //!   read loop, keep-alive and writes, all in one task).
+//! - `park`: idle plain-TCP connections without a task: their sockets wait in one epoll
+//!   set per worker arbiter until the client or the session has something for them.
 //! - [`connect`]: CONNECT policy as pure functions (keep-alive negotiation, client ids,
 //!   session expiry, CONNACK contents).
 //!
@@ -15,5 +17,6 @@
 
 pub mod connect;
 pub mod connection;
+mod park;
 pub mod tcp;
 pub mod tls;

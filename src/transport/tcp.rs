@@ -8,7 +8,8 @@
 //! tokio socket belongs to the runtime that registered it. Sessions created for the
 //! connection start on the same arbiter, so the usual path stays on one thread.
 
-use super::connection;
+use super::connection::{self, Idle};
+use super::park;
 use crate::actors::Node;
 use crate::auth::{Gate, Rejection, Security};
 use slog::{debug, info, warn};
@@ -16,6 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
@@ -107,5 +109,29 @@ async fn serve(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, gate: Gate)
         debug!(node.log, "TCP_NODELAY not set"; "error" => %e);
     }
     let (reader, writer) = stream.into_split();
-    connection::serve(reader, writer, peer, node, gate).await;
+    connection::serve(reader, writer, peer, node, gate, Some(park)).await;
+}
+
+/// Parks an idle connection (see [`park`](super::park)): its socket leaves tokio's
+/// reactor for the arbiter's table of parked connections.
+fn park(reader: OwnedReadHalf, writer: OwnedWriteHalf, idle: Idle) {
+    let socket = reader
+        .reunite(writer)
+        .map_err(|_| std::io::Error::other("halves of different sockets"))
+        .and_then(TcpStream::into_std);
+    match socket {
+        Ok(socket) => park::park(socket, idle),
+        Err(e) => idle.abandon(&e),
+    }
+}
+
+/// Serves a parked connection again, on the current arbiter.
+pub(super) async fn resume(socket: std::net::TcpStream, idle: Idle) {
+    match TcpStream::from_std(socket) {
+        Ok(stream) => {
+            let (reader, writer) = stream.into_split();
+            idle.resume(reader, writer, Some(park)).await;
+        }
+        Err(e) => idle.abandon(&e),
+    }
 }

@@ -180,5 +180,6 @@ async fn serve(
         }
     };
     let (reader, writer) = tokio::io::split(stream);
-    connection::serve(reader, writer, peer, node, gate).await;
+    // A TLS session's state lives in the stream, so a TLS connection never parks.
+    connection::serve(reader, writer, peer, node, gate, None).await;
 }
