@@ -1,6 +1,6 @@
 //! One client connection, in one task: the CONNECT handshake, the read loop and the writes.
 //!
-//! [`serve`] works on any byte stream split into a reader and a writer, so TCP, TLS and
+//! `serve` works on any byte stream split into a reader and a writer, so TCP, TLS and
 //! WebSocket connections share it. It reads into a buffer, decodes packets and:
 //!
 //! - before CONNECT: waits at most `mqtt.connect_timeout` for the first packet, which must
@@ -28,10 +28,13 @@
 //! connection is one task, whatever it is doing, and many deliveries between two wake-ups
 //! go out in one write.
 //!
-//! Memory of an idle connection: the read buffer shrinks to `IDLE_READ_BUFFER` (64) bytes
+//! Memory of a quiet connection: the read buffer shrinks to `IDLE_READ_BUFFER` (64) bytes
 //! once a read did not fill it, the link keeps at most one small buffer, the logger is
 //! built only when something is logged, and the handshake's state is boxed so it does not
-//! stay in the task.
+//! stay in the task. An idle one (nothing read or written for `mqtt.park_after_ms`) on a
+//! transport with a `Parker` leaves its task altogether: the read loop ends with
+//! `Exit::Idle`, and what the connection needs to go on (`Idle`) waits with its socket in
+//! `park` until `Idle::resume` serves it again.
 
 use super::connect;
 use crate::actors::direct::Direct;
@@ -1212,6 +1215,13 @@ mod tests {
         let task = serve(reader, writer, peer, Arc::new(node.clone()), gate, None);
         let size = std::mem::size_of_val(&task);
         eprintln!("connection future: {size} bytes");
+        eprintln!(
+            "idle (parked) {} established {} addr {} client id {}",
+            std::mem::size_of::<Idle>(),
+            std::mem::size_of::<Established>(),
+            std::mem::size_of::<Addr<Session>>(),
+            std::mem::size_of::<ClientId>(),
+        );
         eprintln!(
             "packet {} node {} sleep {} connect {} established {} exit {} logger {} reader {} writer {}",
             std::mem::size_of::<Packet>(),

@@ -3,7 +3,7 @@
 //! Runs when `tls.cert_file` and `tls.key_file` are set, on `mqtt.bind`:`tls.port`. It
 //! shares the TCP listener's accept loop (IP access list and rate limit first), then does
 //! the TLS handshake on the worker arbiter within `mqtt.connect_timeout` and serves the
-//! decrypted stream with the same [`connection::serve`] as plain TCP, so everything after
+//! decrypted stream with the same `connection::serve` as plain TCP, so everything after
 //! the handshake (authentication included) is identical.
 //!
 //! With `tls.client_ca_file` set, a client must present a certificate that chains to one
