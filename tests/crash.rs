@@ -114,9 +114,13 @@ impl Broker {
             assert!(Instant::now() < deadline, "broker did not listen in time");
             std::thread::sleep(Duration::from_millis(20));
         }
-        // The log is written asynchronously: wait for the store's start-up line.
+        // The log is written asynchronously: wait for the store's start-up line, whole.
+        let complete = |log: &str| {
+            log.find("store opened")
+                .is_some_and(|at| log[at..].contains('\n'))
+        };
         let mut log = String::new();
-        while !log.contains("store opened") {
+        while !complete(&log) {
             assert!(
                 Instant::now() < deadline,
                 "start {}: no store line in\n{log}",
