@@ -32,6 +32,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Live sessions, online or offline.
     pub sessions: AtomicU64,
+    /// Of `sessions`, those hibernating: no actor runs for them until a message needs one.
+    pub sessions_dormant: AtomicU64,
     /// Topic actors running.
     pub topics: AtomicU64,
     /// Subscriptions (client id, filter) in force.
@@ -56,6 +58,8 @@ pub struct MetricsSnapshot {
     pub connections: u64,
     /// Live sessions, online or offline.
     pub sessions: u64,
+    /// Of `sessions`, those hibernating (no actor running).
+    pub sessions_dormant: u64,
     /// PUBLISH packets received from clients.
     pub publish_in: u64,
     /// PUBLISH packets sent to clients.
@@ -107,6 +111,7 @@ impl Metrics {
         MetricsSnapshot {
             connections: get(&self.connections),
             sessions: get(&self.sessions),
+            sessions_dormant: get(&self.sessions_dormant),
             publish_in: get(&self.publish_in),
             publish_out: get(&self.publish_out),
             dropped: get(&self.dropped),

@@ -38,14 +38,14 @@ use crate::actors::direct::Direct;
 use crate::actors::link::{Outbound, SendError, Signal};
 use crate::actors::registry::{OpenSession, OpenSessionError};
 use crate::actors::session::{Attach, AttachOptions, Detached, Inbound, InboundError, Piped};
-use crate::actors::{link, ClientId, CloseReason, Epoch, LinkEnd, Node, Session};
+use crate::actors::{link, ClientId, CloseReason, Epoch, LinkEnd, Node, SessionRef};
 use crate::auth::{Gate, Principal};
 use crate::codec::{
     self, connack_v3, reason, DecodeError, Disconnect, Packet, Properties, Protocol,
 };
 use crate::metrics::Metrics;
 use crate::topic::validate_topic_name;
-use actix::{Addr, MailboxError};
+use actix::MailboxError;
 use bytes::BytesMut;
 use slog::{debug, info, o, warn, Logger};
 use std::future::{poll_fn, Future};
@@ -173,7 +173,7 @@ struct Connection<R> {
 /// An attached connection: its session and the transport end of its link.
 struct Established {
     client_id: ClientId,
-    session: Addr<Session>,
+    session: SessionRef,
     /// The session's outbound state, where the client's PUBACKs and PUBCOMPs are applied
     /// when that is all they need.
     direct: Arc<Direct>,
@@ -343,7 +343,7 @@ async fn conclude<R, W>(
     mut outflow: Outflow<W>,
     mut exit: Exit,
     client_id: ClientId,
-    session: Addr<Session>,
+    session: SessionRef,
     end: LinkEnd,
     pipeline: Arc<Semaphore>,
 ) where
@@ -637,7 +637,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     /// The read loop of an attached connection.
     async fn run(
         &mut self,
-        session: &Addr<Session>,
+        session: &SessionRef,
         direct: &Direct,
         end: &LinkEnd,
         pipeline: &Arc<Semaphore>,
@@ -705,7 +705,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     fn dispatch<'a>(
         &self,
         packet: Packet,
-        session: &'a Addr<Session>,
+        session: &'a SessionRef,
         direct: &Direct,
         end: &'a LinkEnd,
         pipeline: &'a Arc<Semaphore>,
@@ -870,7 +870,7 @@ fn pipeline_slots(packet: &Packet) -> u32 {
     (1 + extra).min(PIPELINE) as u32
 }
 
-async fn pipe(session: &Addr<Session>, end: &LinkEnd, piped: Piped) -> Option<Exit> {
+async fn pipe(session: &SessionRef, end: &LinkEnd, piped: Piped) -> Option<Exit> {
     match session.try_send(piped) {
         Ok(()) => None,
         Err(actix::prelude::SendError::Closed(_)) => Some(Exit::SessionGone),
