@@ -2,7 +2,7 @@
 //! with the Topics that deliver to it so that a QoS 1/2 message can go straight onto the
 //! subscriber's link, without a message to (and a turn of) the session actor.
 //!
-//! Who uses it: the [`Session`] owns it and does everything it did with
+//! Who uses it: the [`Session`](super::Session) owns it and does everything it did with
 //! its outbox through [`Direct::lock`]; it registers it in the [`Routes`](super::Routes)
 //! next to its [`Lane`], where Topics pick both up. A Topic calls [`Direct::try_deliver`]
 //! for each QoS 1/2 delivery: under the one (uncontended) lock it checks that the session
@@ -28,11 +28,11 @@
 use super::ids::ClientId;
 use super::link::{ClientLink, Epoch, Lane, Outbound, Wakes};
 use super::outbox::{Outbox, Outgoing};
-use super::session::{ArmRetry, Session};
+use super::session::ArmRetry;
+use super::slot::WeakSessionRef;
 use crate::codec::{Protocol, QoS};
 use crate::metrics::Metrics;
 use crate::store::{Batch, InflightRecord, InflightStage, Store};
-use actix::WeakAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -72,7 +72,7 @@ pub struct State {
     /// cleared by the session, under this lock, when it stops the timer.
     retry_armed: bool,
     /// The session, told when a message sent here has to arm its resend timer.
-    session: Option<WeakAddr<Session>>,
+    session: Option<WeakSessionRef>,
 }
 
 /// The locked state; dereferences to the [`Outbox`].
@@ -101,7 +101,7 @@ impl Locked<'_> {
     }
 
     /// The session to tell when a message sent by a Topic has to arm its resend timer.
-    pub fn set_session(&mut self, session: WeakAddr<Session>) {
+    pub fn set_session(&mut self, session: WeakSessionRef) {
         self.0.session = Some(session);
     }
 
@@ -267,7 +267,7 @@ impl Direct {
 
 /// With something inflight on a 3.x link and the session's resend timer not armed: arms
 /// it and returns the session to tell.
-fn retry_unarmed(state: &mut State) -> Option<WeakAddr<Session>> {
+fn retry_unarmed(state: &mut State) -> Option<WeakSessionRef> {
     let v5 = state.link.as_ref().map(ClientLink::protocol) == Some(Protocol::V5);
     if state.retry_armed || v5 || state.outbox.inflight_len() == 0 {
         return None;
@@ -276,9 +276,10 @@ fn retry_unarmed(state: &mut State) -> Option<WeakAddr<Session>> {
     state.session.clone()
 }
 
-/// Tells the session (if it still runs) to start its resend timer; called without the lock.
-fn tell_arm_retry(session: Option<WeakAddr<Session>>) {
-    if let Some(session) = session.as_ref().and_then(WeakAddr::upgrade) {
+/// Tells the session (if it still exists; a dormant one wakes) to start its resend timer;
+/// called without the lock.
+fn tell_arm_retry(session: Option<WeakSessionRef>) {
+    if let Some(session) = session.as_ref().and_then(WeakSessionRef::upgrade) {
         session.do_send(ArmRetry);
     }
 }

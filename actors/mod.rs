@@ -1,7 +1,9 @@
 //! The broker logic: actors and what they pass between them.
 //!
 //! - [`Session`]: one per client id; the client's MQTT state, its outbound queue and the
-//!   publish path.
+//!   publish path. Addressed through a [`SessionRef`], also while it hibernates (an idle
+//!   session's actor stops and leaves its state in the handle's slot until a message
+//!   needs it).
 //! - [`Topic`]: one per topic name with subscribers; fans messages out to sessions.
 //! - [`Registry`]: one per node; names, subscriptions, retained messages, route snapshot.
 //! - [`Supervisor`]: starts the node's actors and hands out their dependencies.
@@ -31,6 +33,7 @@ pub mod outbox;
 pub mod registry;
 pub mod routes;
 pub mod session;
+pub mod slot;
 pub mod supervisor;
 pub mod topic;
 
@@ -40,6 +43,7 @@ pub use link::{link, ClientLink, CloseReason, Epoch, LinkEnd};
 pub use registry::Registry;
 pub use routes::Routes;
 pub use session::Session;
+pub use slot::SessionRef;
 pub use supervisor::Supervisor;
 pub use topic::Topic;
 
@@ -125,7 +129,7 @@ pub(crate) mod testing {
         id: &str,
         clean_start: bool,
         options: AttachOptions,
-    ) -> (Addr<Session>, Epoch, LinkEnd) {
+    ) -> (SessionRef, Epoch, LinkEnd) {
         let opened = node
             .registry
             .send(OpenSession {
@@ -156,7 +160,7 @@ pub(crate) mod testing {
         id: &str,
         filter: &str,
         qos: crate::codec::QoS,
-    ) -> (Addr<Session>, Epoch, LinkEnd) {
+    ) -> (SessionRef, Epoch, LinkEnd) {
         let (session, epoch, mut end) = attach(node, id, true, AttachOptions::default()).await;
         let subscribe = Packet::Subscribe(crate::codec::Subscribe {
             packet_id: 1,

@@ -2,7 +2,8 @@
 //!
 //! Who talks to it: connections ask it to [`OpenSession`] (find, replace or start the session
 //! of a client id); sessions send [`Subscribe`], [`Unsubscribe`], [`Retain`], [`EnsureTopic`]
-//! (first publish to a name that has subscribers but no Topic yet) and [`SessionEnded`].
+//! (first publish to a name that has subscribers but no Topic yet), [`SessionEnded`] and,
+//! when an offline session goes dormant, [`WakeAt`] (its expiry: the Registry wakes it then).
 //! It tells sessions to [`Discard`] themselves when a clean start
 //! replaces them, and Topics about their subscribers ([`SetSubscriber`]) and when to
 //! [`Stop`].
@@ -28,7 +29,8 @@
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::routes::Subscription;
-use super::session::{self, Discard, Lazy, Session};
+use super::session::{self, Discard, Lazy, Session, Wake};
+use super::slot::SessionRef;
 use super::topic::{Intake, SetSubscriber, Stop, Subscriber, Topic};
 use super::Node;
 use crate::codec::QoS;
@@ -36,25 +38,22 @@ use crate::metrics::Metrics;
 use crate::store::{Batch, Commit, Loaded, RetainedRecord};
 use crate::topic::{self as topics, NameTrie};
 use actix::prelude::*;
-use actix::WeakAddr;
 use actix_rt::ArbiterHandle;
 use slog::{debug, info, warn};
 use std::collections::hash_map::{DefaultHasher, Entry};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// What the registry knows about one client id; one per session of the node, so kept
 /// small (48 bytes).
 struct Client {
-    /// Its session actor. Weak: the route snapshot holds the session's address for exactly
-    /// as long as this entry exists (both change in the same Registry step), and a strong
-    /// address costs two allocations per copy.
-    session: WeakAddr<Session>,
+    /// Its session (running or dormant).
+    session: SessionRef,
     /// The session outlives its connection (persistent session).
     persistent: bool,
     /// The session may have state in the store (it was persistent at some point).
@@ -90,6 +89,10 @@ pub struct Registry {
     /// The thread of each worker arbiter (as they report it after start), in the order of
     /// `node.workers`.
     worker_threads: Vec<Option<ThreadId>>,
+    /// Dormant offline sessions to wake when their expiry is due ([`WakeAt`]).
+    expiries: BTreeSet<(Instant, ClientId)>,
+    /// The timer for the earliest of `expiries`.
+    expiry_timer: Option<(Instant, SpawnHandle)>,
 }
 
 impl Registry {
@@ -104,6 +107,8 @@ impl Registry {
             exact_filters: HashMap::new(),
             retained: NameTrie::new(),
             worker_threads: Vec::new(),
+            expiries: BTreeSet::new(),
+            expiry_timer: None,
         };
         registry.restore(loaded);
         registry
@@ -191,7 +196,7 @@ pub struct OpenSession {
 #[derive(Debug)]
 pub struct SessionOpened {
     /// The session.
-    pub session: Addr<Session>,
+    pub session: SessionRef,
     /// It existed already with state kept for this client (CONNACK session present).
     pub present: bool,
 }
@@ -226,11 +231,11 @@ impl Handler<OpenSession> for Registry {
             }
         }
         if let Some(client) = self.clients.get_mut(&msg.client_id) {
-            // The address is always there while the route snapshot holds the session; an
-            // actor gone without a trace is replaced below like a discarded session.
+            // A session stopped without a trace (its actor gone, its handle closed) is
+            // replaced below like a discarded session.
             let resumed = (client.persistent && !msg.clean_start)
-                .then(|| client.session.upgrade())
-                .flatten();
+                .then(|| client.session.clone())
+                .filter(SessionRef::connected);
             if let Some(session) = resumed {
                 if !msg.persistent {
                     // No longer kept after this connection: forget what the store has and
@@ -286,17 +291,17 @@ impl Registry {
     fn new_session(&mut self, msg: OpenSession) -> SessionOpened {
         let shared = session::Shared::new(msg.client_id.clone(), &self.session_node);
         let (node, theirs) = (self.session_node.clone(), shared.clone());
-        let session = Session::start_in_arbiter(&msg.arbiter, move |_| Session::new(node, theirs));
-        // Registered with the address, in one route entry: Topics may pick them up as soon
+        let session = SessionRef::start(Session::new(node, theirs), &msg.arbiter);
+        // Registered with the handle, in one route entry: Topics may pick them up as soon
         // as the session is named (the lane stays closed until a connection attaches).
         let paths = (shared.lane, shared.direct);
         self.node
             .routes
-            .insert_session(msg.client_id.clone(), session.clone(), paths);
+            .insert_session(msg.client_id.clone(), &session, paths);
         self.clients.insert(
             msg.client_id,
             Client {
-                session: session.downgrade(),
+                session: session.clone(),
                 persistent: msg.persistent,
                 stored: msg.persistent,
                 full: shared.full,
@@ -319,7 +324,7 @@ pub struct SessionEnded {
     /// Its client id.
     pub client_id: ClientId,
     /// The session, so that a newer session with the same id is left alone.
-    pub session: Addr<Session>,
+    pub session: SessionRef,
 }
 
 impl Handler<SessionEnded> for Registry {
@@ -329,9 +334,69 @@ impl Handler<SessionEnded> for Registry {
         let current = self
             .clients
             .get(&msg.client_id)
-            .is_some_and(|c| c.session == msg.session.downgrade());
+            .is_some_and(|c| c.session == msg.session);
         if current {
             self.remove_client(&msg.client_id);
+        }
+    }
+}
+
+/// A session went dormant offline: wake it at `at`, when it expires (its actor, stopped,
+/// has no timer).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WakeAt {
+    /// Its client id.
+    pub client_id: ClientId,
+    /// Its expiry.
+    pub at: Instant,
+}
+
+impl Handler<WakeAt> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: WakeAt, ctx: &mut Self::Context) {
+        self.expiries.insert((msg.at, msg.client_id));
+        self.arm_expiries(ctx);
+    }
+}
+
+impl Registry {
+    /// Runs the expiry timer for the earliest dormant session to wake, if it does not run
+    /// for that one already.
+    fn arm_expiries(&mut self, ctx: &mut Context<Self>) {
+        let Some((at, _)) = self.expiries.first() else {
+            return;
+        };
+        let at = *at;
+        if let Some((armed, handle)) = self.expiry_timer {
+            if armed <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let after = at.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(after, |act, ctx| {
+            act.expiry_timer = None;
+            act.wake_expired();
+            act.arm_expiries(ctx);
+        });
+        self.expiry_timer = Some((at, handle));
+    }
+
+    /// Wakes the sessions whose expiry is due: each ends itself as it starts, unless it got
+    /// a connection meanwhile (then the entry here was stale and the wake-up costs nothing).
+    fn wake_expired(&mut self) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.expiries.first() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, client_id)) = self.expiries.pop_first() {
+                if let Some(client) = self.clients.get(&client_id) {
+                    client.session.do_send(Wake);
+                }
+            }
         }
     }
 }
@@ -502,16 +567,16 @@ impl Registry {
                 .collect();
             let shared = session::Shared::new(client_id.clone(), &self.session_node);
             let (node, theirs) = (self.session_node.clone(), shared.clone());
-            let make = move || Session::restored(node, theirs, stored);
+            let session = Session::restored(node, theirs, stored);
             let session = if workers.is_empty() {
-                make().start()
+                SessionRef::start(session, &Arbiter::current())
             } else {
-                Session::start_in_arbiter(&workers[n % workers.len()], move |_| make())
+                SessionRef::start(session, &workers[n % workers.len()])
             };
             let (full, paths) = (shared.full, (shared.lane, shared.direct));
             self.node
                 .routes
-                .insert_session(client_id.clone(), session.clone(), paths);
+                .insert_session(client_id.clone(), &session, paths);
             {
                 let mut trie = self.node.routes.filters_mut();
                 for (filter, subscription) in filters.iter() {
@@ -525,7 +590,7 @@ impl Registry {
             self.clients.insert(
                 client_id,
                 Client {
-                    session: session.downgrade(),
+                    session,
                     owner,
                     persistent: true,
                     stored: true,
@@ -629,10 +694,9 @@ impl Registry {
 
     /// Unregisters a client and everything it subscribed; returns its session (if its
     /// actor still has a mailbox).
-    fn remove_client(&mut self, client_id: &ClientId) -> Option<Addr<Session>> {
+    fn remove_client(&mut self, client_id: &ClientId) -> Option<SessionRef> {
         let client = self.clients.remove(client_id)?;
-        // Before the route snapshot lets go of its strong address.
-        let session = client.session.upgrade();
+        let session = Some(client.session).filter(SessionRef::connected);
         if client.stored {
             let mut batch = Batch::new();
             batch.del_session(client_id.as_str());
@@ -754,10 +818,13 @@ impl Registry {
 }
 
 /// The subscriber entry of `client` for one matching subscription.
-/// `None` when the session's actor is gone (its entry is about to be removed).
+/// `None` when the session has stopped (its entry is about to be removed).
 fn subscriber(client: &Client, subscription: &Subscription) -> Option<Subscriber> {
+    if !client.session.connected() {
+        return None;
+    }
     Some(Subscriber {
-        session: client.session.upgrade()?,
+        session: client.session.clone(),
         persistent: client.persistent,
         full: client.full.clone(),
         qos: subscription.options.qos,

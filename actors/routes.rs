@@ -9,10 +9,10 @@
 //! publish to a matching name asks the Registry to start its Topic.
 //!
 //! It also holds each session's [`Lane`] and shared outbound state ([`Direct`]), in the
-//! same entry as its address, which Topics pick up when a session joins their subscriber
+//! same entry as its handle ([`SessionRef`]), which Topics pick up when a session joins their subscriber
 //! set, to put QoS 0 (lane) and QoS 1/2 (direct) messages straight on the subscriber's
 //! link. The Registry registers them with the session (one entry per client id: an idle
-//! client costs one map slot and one stored address here). Each running Topic carries a `stores`
+//! client costs one map slot and one handle here). Each running Topic carries a `stores`
 //! flag, set by the Registry once a persistent subscriber joins it: a publisher's
 //! acknowledgement waits for a store commit only for such Topics.
 //!
@@ -22,7 +22,8 @@
 //! fresh clone starts unparked and always gets one message in. Cloning the address per
 //! publish would therefore let every publish into a full mailbox, without limit; sending
 //! through the one stored sender makes the mailbox capacity hold for all publishers
-//! together. (It also spares the two allocations an `Addr` clone costs.)
+//! together. (It also spares the two allocations an `Addr` clone costs.) A session's one
+//! stored address is in its slot, which every [`SessionRef`] shares.
 //!
 //! Why concurrent maps rather than an immutable snapshot swapped on every change: the
 //! name maps and the filter trie can hold millions of entries, and a copy-on-write snapshot
@@ -37,12 +38,12 @@ use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::link::Lane;
 use super::session::Session;
+use super::slot::{SessionRef, WeakSessionRef};
 use super::topic::{Admission, Distribute, Intake, Topic};
 use crate::codec::SubscriptionOptions;
 use crate::topic::FilterTrie;
-use actix::dev::ToEnvelope;
 use actix::prelude::SendError;
-use actix::{Actor, Addr, Handler, Message};
+use actix::{Addr, Handler, Message};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -56,15 +57,15 @@ pub struct Subscription {
     pub identifier: Option<u32>,
 }
 
-/// How a message offered to a named actor fared (`R`: what is handed back when no actor
-/// runs under the name).
+/// How a message offered to a named actor fared (`H`: the actor's handle, `R`: what is
+/// handed back when no actor runs under the name).
 #[derive(Debug)]
-pub enum Offer<A: Actor, M, R = M> {
+pub enum Offer<H, M, R = M> {
     /// It is in the actor's mailbox.
     Sent,
-    /// The mailbox is full: the message is handed back, with the actor's address to wait
+    /// The mailbox is full: the message is handed back, with the actor's handle to wait
     /// on (`send(..).await`; the caller bounds how many such waits it has at once).
-    Full(Addr<A>, M),
+    Full(H, M),
     /// The actor stopped after it was named here: the message is handed back.
     Closed(M),
     /// No actor runs under that name: the message (or what it was to be built from) is
@@ -72,17 +73,20 @@ pub enum Offer<A: Actor, M, R = M> {
     Absent(R),
 }
 
-/// A registered session: its address, and its ways around its mailbox (its lane and its
+/// A registered session: its handle, and its ways around its mailbox (its lane and its
 /// shared outbound state).
 struct SessionRoute {
-    session: Addr<Session>,
+    /// Weak: the Registry holds the session's handle for exactly as long as this entry
+    /// exists (both change in the same Registry step), and a dormant session holds the
+    /// node, and so these routes: a strong handle here would make a cycle.
+    session: WeakSessionRef,
     lane: Arc<Lane>,
     direct: Arc<Direct>,
 }
 
 /// How a message offered to a running Topic fared ([`Routes::offer_topic`]): when no
 /// Topic runs, the envelope is handed back, not built into a message.
-pub type TopicOffer = Offer<Topic, Distribute, Envelope>;
+pub type TopicOffer = Offer<Addr<Topic>, Distribute, Envelope>;
 
 /// A running Topic and whether a publish to it must wait for store writes.
 struct TopicRoute {
@@ -110,17 +114,16 @@ impl Default for Routes {
     }
 }
 
-/// Offers `msg` to `actor` (a stored address) through that stored sender.
-fn offer<A, M, R>(actor: &Addr<A>, msg: M) -> Offer<A, M, R>
+/// Offers `msg` to a session through its handle (the one stored sender of its slot).
+fn offer<M>(session: &SessionRef, msg: M) -> Offer<SessionRef, M>
 where
-    A: Actor + Handler<M>,
-    A::Context: ToEnvelope<A, M>,
+    Session: Handler<M>,
     M: Message + Send + 'static,
     M::Result: Send,
 {
-    match actor.try_send(msg) {
+    match session.try_send(msg) {
         Ok(()) => Offer::Sent,
-        Err(SendError::Full(msg)) => Offer::Full(actor.clone(), msg),
+        Err(SendError::Full(msg)) => Offer::Full(session.clone(), msg),
         Err(SendError::Closed(msg)) => Offer::Closed(msg),
     }
 }
@@ -136,22 +139,26 @@ impl Routes {
     }
 
     /// The session of client id `name`, if one exists (online or offline).
-    pub fn session(&self, name: &str) -> Option<Addr<Session>> {
-        self.sessions.get(name).map(|a| a.value().session.clone())
+    pub fn session(&self, name: &str) -> Option<SessionRef> {
+        self.sessions
+            .get(name)
+            .and_then(|a| a.value().session.upgrade())
     }
 
-    /// Offers `msg` to the session of client id `name` through its stored address (see the
-    /// module documentation for why not through a clone).
-    pub fn offer_session<M>(&self, name: &str, msg: M) -> Offer<Session, M>
+    /// Offers `msg` to the session of client id `name` through its stored handle (see the
+    /// module documentation for why not through a clone of an address).
+    pub fn offer_session<M>(&self, name: &str, msg: M) -> Offer<SessionRef, M>
     where
         Session: Handler<M>,
-        <Session as Actor>::Context: ToEnvelope<Session, M>,
         M: Message + Send + 'static,
         M::Result: Send,
     {
-        match self.sessions.get(name) {
-            Some(entry) => offer(&entry.value().session, msg),
-            None => Offer::Absent(msg),
+        let Some(entry) = self.sessions.get(name) else {
+            return Offer::Absent(msg);
+        };
+        match entry.value().session.upgrade() {
+            Some(session) => offer(&session, msg),
+            None => Offer::Closed(msg),
         }
     }
 
@@ -219,10 +226,10 @@ impl Routes {
 
     /// The lane and shared outbound state of `session`, registered for client id `name`;
     /// `None` when `session` is not the one registered for the name.
-    pub fn lane(&self, name: &str, session: &Addr<Session>) -> Option<(Arc<Lane>, Arc<Direct>)> {
+    pub fn lane(&self, name: &str, session: &SessionRef) -> Option<(Arc<Lane>, Arc<Direct>)> {
         self.sessions
             .get(name)
-            .filter(|entry| entry.value().session == *session)
+            .filter(|entry| entry.value().session.is(session))
             .map(|entry| (entry.value().lane.clone(), entry.value().direct.clone()))
     }
 
@@ -245,11 +252,11 @@ impl Routes {
     pub(super) fn insert_session(
         &self,
         id: ClientId,
-        session: Addr<Session>,
+        session: &SessionRef,
         (lane, direct): (Arc<Lane>, Arc<Direct>),
     ) {
         let route = SessionRoute {
-            session,
+            session: session.downgrade(),
             lane,
             direct,
         };

@@ -4,7 +4,7 @@
 //! set, keeps that set current with [`SetSubscriber`] whenever a matching subscription comes
 //! or goes, and sends [`Stop`] after removing it from the route snapshot when no filter
 //! matches the name any more. Publishing sessions send it [`Distribute`]; it fans each
-//! message out to every subscriber's [`Session`] as a [`Deliver`], once per session, at
+//! message out to every subscriber's [`Session`](super::Session) as a [`Deliver`], once per session, at
 //! min(published QoS, highest granted QoS of that session's matching filters). No
 //! per-message matching and no payload copy: every delivery shares the same envelope.
 //!
@@ -16,6 +16,9 @@
 //! case costs no actor message and no turn of the subscriber's session. Otherwise it goes to the session as a
 //! [`LaneDeliver`], which keeps it behind what the session holds (see [`Lane`] for the
 //! ordering argument).
+//! Neither the lane nor the direct path needs the session's actor, so a dormant
+//! (hibernating) subscriber stays dormant while it receives; a message for its mailbox wakes
+//! it (see [`SessionRef`]).
 //!
 //! Backpressure: deliveries use `try_send`. A session's mailbox is full only while its
 //! arbiter is busy: a client that does not read fills the session's own bounded queue
@@ -48,7 +51,8 @@ use super::ids::{ClientId, TopicName};
 use super::link::{Lane, Wakes};
 use super::outbox::Outgoing;
 use super::routes::Routes;
-use super::session::{self, Deliver, Durable, LaneDeliver, Persist, Session};
+use super::session::{self, Deliver, Durable, LaneDeliver, Persist};
+use super::slot::SessionRef;
 use crate::codec::QoS;
 use crate::metrics::Metrics;
 use crate::store::{Batch, Commit, Store};
@@ -184,7 +188,7 @@ const MAX_HELD_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     /// The subscriber's session.
-    pub session: Addr<Session>,
+    pub session: SessionRef,
     /// Highest QoS granted over its filters that match this name.
     pub qos: QoS,
     /// MQTT 5 No Local on every matching filter: skip the subscriber's own publishes.
@@ -215,7 +219,7 @@ struct Paths {
 }
 
 /// One delivery of a message: to this session, around its mailbox if it can.
-type Delivery = (Addr<Session>, Option<Arc<Paths>>, Deliver);
+type Delivery = (SessionRef, Option<Arc<Paths>>, Deliver);
 
 /// The fan-out point of one topic name.
 pub struct Topic {
@@ -479,7 +483,7 @@ impl Topic {
     /// that found a full mailbox are in (see the module documentation).
     fn fanned_out(
         &mut self,
-        waiting: Vec<(Addr<Session>, Waiting)>,
+        waiting: Vec<(SessionRef, Waiting)>,
         direct: u64,
         ctx: &mut Context<Self>,
     ) {
@@ -515,7 +519,7 @@ impl Topic {
 /// QoS 0 one through its lane, a QoS 1/2 one through its shared outbox), counted in
 /// `direct`. Returns it when the session's mailbox is full.
 fn deliver_one(
-    session: &Addr<Session>,
+    session: &SessionRef,
     paths: Option<&Arc<Paths>>,
     deliver: Deliver,
     direct: &mut u64,

@@ -103,6 +103,8 @@ pub struct SessionConfig {
     pub max_inbound_pending: u16,
     /// What happens to a QoS 1/2 message for a session whose queue is full.
     pub queue_full: QueueFull,
+    /// Seconds a session with nothing to do keeps its actor before it hibernates (0: never).
+    pub hibernate_after: u64,
 }
 
 /// Policy for a QoS 1/2 message that does not fit in a session's queue.

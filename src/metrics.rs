@@ -34,6 +34,8 @@ pub struct Metrics {
     pub parked: AtomicU64,
     /// Live sessions, online or offline.
     pub sessions: AtomicU64,
+    /// Of `sessions`, those hibernating: no actor runs for them until a message needs one.
+    pub sessions_dormant: AtomicU64,
     /// Topic actors running.
     pub topics: AtomicU64,
     /// Subscriptions (client id, filter) in force.
@@ -60,6 +62,8 @@ pub struct MetricsSnapshot {
     pub parked: u64,
     /// Live sessions, online or offline.
     pub sessions: u64,
+    /// Of `sessions`, those hibernating (no actor running).
+    pub sessions_dormant: u64,
     /// PUBLISH packets received from clients.
     pub publish_in: u64,
     /// PUBLISH packets sent to clients.
@@ -112,6 +116,7 @@ impl Metrics {
             connections: get(&self.connections),
             parked: get(&self.parked),
             sessions: get(&self.sessions),
+            sessions_dormant: get(&self.sessions_dormant),
             publish_in: get(&self.publish_in),
             publish_out: get(&self.publish_out),
             dropped: get(&self.dropped),

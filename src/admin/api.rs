@@ -188,6 +188,7 @@ async fn state(state: web::Data<AdminState>) -> HttpResponse {
             "connections": m.connections,
             "connections_parked": m.parked,
             "sessions": m.sessions,
+            "sessions_dormant": m.sessions_dormant,
             "topics": m.topics,
             "subscriptions": m.subscriptions,
             "retained": m.retained,

@@ -18,7 +18,7 @@ enum Kind {
 /// The exposition text for `snapshot` plus the node's uptime.
 pub fn render(snapshot: &MetricsSnapshot, uptime_secs: u64) -> String {
     use Kind::{Counter, Gauge};
-    let series: [(&str, Kind, &str, u64); 11] = [
+    let series: [(&str, Kind, &str, u64); 12] = [
         (
             "fubar_connections",
             Gauge,
@@ -36,6 +36,12 @@ pub fn render(snapshot: &MetricsSnapshot, uptime_secs: u64) -> String {
             Gauge,
             "Live sessions, online or offline.",
             snapshot.sessions,
+        ),
+        (
+            "fubar_sessions_dormant",
+            Gauge,
+            "Sessions hibernating while idle, without an actor (also in fubar_sessions).",
+            snapshot.sessions_dormant,
         ),
         (
             "fubar_topics",
@@ -118,7 +124,7 @@ mod tests {
         assert!(text.contains("\nfubar_publish_received_total 42\n"));
         assert!(text.contains("\nfubar_uptime_seconds 7\n"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 11);
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 11);
+        assert_eq!(samples, 12);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 12);
     }
 }

@@ -41,14 +41,14 @@ use crate::actors::direct::Direct;
 use crate::actors::link::{Outbound, SendError, Signal};
 use crate::actors::registry::{OpenSession, OpenSessionError};
 use crate::actors::session::{Attach, AttachOptions, Detached, Inbound, InboundError, Piped};
-use crate::actors::{link, ClientId, CloseReason, Epoch, LinkEnd, Node, Session};
+use crate::actors::{link, ClientId, CloseReason, Epoch, LinkEnd, Node, SessionRef};
 use crate::auth::{Gate, Principal};
 use crate::codec::{
     self, connack_v3, reason, DecodeError, Disconnect, Packet, Properties, Protocol,
 };
 use crate::metrics::Metrics;
 use crate::topic::validate_topic_name;
-use actix::{Addr, MailboxError};
+use actix::MailboxError;
 use bytes::BytesMut;
 use slog::{debug, info, o, warn, Logger};
 use std::future::{poll_fn, Future};
@@ -181,7 +181,7 @@ struct Connection<R> {
 /// An attached connection: its session and the transport end of its link.
 struct Established {
     client_id: ClientId,
-    session: Addr<Session>,
+    session: SessionRef,
     /// The session's outbound state, where the client's PUBACKs and PUBCOMPs are applied
     /// when that is all they need.
     direct: Arc<Direct>,
@@ -464,7 +464,7 @@ async fn conclude<R, W>(
     mut outflow: Outflow<W>,
     mut exit: Exit,
     client_id: ClientId,
-    session: Addr<Session>,
+    session: SessionRef,
     end: LinkEnd,
     pipeline: Arc<Semaphore>,
 ) where
@@ -755,7 +755,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
 
     /// The read loop of an attached connection. A `parkable` one ends with [`Exit::Idle`]
     /// once nothing was read or written for `mqtt.park_after_ms` (checked by the same timer
-    /// as the keep-alive, so after one to two times that).
+    /// as the keep-alive: at most 1.25 times that after the last write).
     async fn run(
         &mut self,
         established: &Established,
@@ -875,7 +875,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     fn dispatch<'a>(
         &self,
         packet: Packet,
-        session: &'a Addr<Session>,
+        session: &'a SessionRef,
         direct: &Direct,
         end: &'a LinkEnd,
         pipeline: &'a Arc<Semaphore>,
@@ -1047,7 +1047,7 @@ fn pipeline_slots(packet: &Packet) -> u32 {
     (1 + extra).min(PIPELINE) as u32
 }
 
-async fn pipe(session: &Addr<Session>, end: &LinkEnd, piped: Piped) -> Option<Exit> {
+async fn pipe(session: &SessionRef, end: &LinkEnd, piped: Piped) -> Option<Exit> {
     match session.try_send(piped) {
         Ok(()) => None,
         Err(actix::prelude::SendError::Closed(_)) => Some(Exit::SessionGone),
@@ -1216,10 +1216,10 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         eprintln!("connection future: {size} bytes");
         eprintln!(
-            "idle (parked) {} established {} addr {} client id {}",
+            "idle (parked) {} established {} session {} client id {}",
             std::mem::size_of::<Idle>(),
             std::mem::size_of::<Established>(),
-            std::mem::size_of::<Addr<Session>>(),
+            std::mem::size_of::<SessionRef>(),
             std::mem::size_of::<ClientId>(),
         );
         eprintln!(
