@@ -2678,7 +2678,18 @@ mod tests {
 
     /// A persistent session `id` subscribed to `filter` at QoS 1, then left offline.
     async fn offline_subscriber(node: &Node, id: &str, filter: &str) {
-        let (s, epoch, mut end) = attach(node, id, false, persistent()).await;
+        offline_subscriber_with(node, id, filter, persistent()).await;
+    }
+
+    /// A session attached with `options` that subscribes to `filter` at QoS 1 and goes
+    /// offline.
+    async fn offline_subscriber_with(
+        node: &Node,
+        id: &str,
+        filter: &str,
+        options: AttachOptions,
+    ) -> SessionRef {
+        let (s, epoch, mut end) = attach(node, id, false, options).await;
         inbound(&s, epoch, subscribe(filter, QoS::AtLeastOnce))
             .await
             .unwrap();
@@ -2690,6 +2701,7 @@ mod tests {
         })
         .await
         .unwrap();
+        s
     }
 
     #[actix_rt::test]
@@ -3035,18 +3047,7 @@ mod tests {
             expiry: Duration::from_secs(6),
             ..Default::default()
         };
-        let (s, epoch, mut end) = attach(&node, "p", false, options).await;
-        inbound(&s, epoch, subscribe("q", QoS::AtLeastOnce))
-            .await
-            .unwrap();
-        next(&mut end).await;
-        s.send(Detached {
-            epoch,
-            publish_will: false,
-            session_expiry: None,
-        })
-        .await
-        .unwrap();
+        let s = offline_subscriber_with(&node, "p", "q", options).await;
         assert!(node.store.session("p").unwrap().is_some());
         until_dormant(&s).await;
         // Its actor is gone; the Registry wakes it when it is due, and it ends.

@@ -302,16 +302,14 @@ pub(crate) async fn serve<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + 'static,
 {
-    let conn = Connection {
+    let conn = Connection::new(
         reader,
-        buf: BytesMut::with_capacity(IDLE_READ_BUFFER),
-        busy: false,
         node,
         peer,
-        epoch: Epoch::next(),
-        protocol: Protocol::V311,
-        last_packet: Instant::now(),
-    };
+        Epoch::next(),
+        Protocol::V311,
+        Instant::now(),
+    );
     // Boxed like every rare or one-off wait, so that the task's own state (what an active
     // connection keeps) holds only the read loop. The handshake owns the connection
     // meanwhile: a local lent to it would keep its room in the task beside the read loop.
@@ -427,16 +425,14 @@ impl Idle {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin + 'static,
     {
-        let conn = Connection {
+        let conn = Connection::new(
             reader,
-            buf: BytesMut::with_capacity(IDLE_READ_BUFFER),
-            busy: false,
-            node: self.node,
-            peer: self.peer,
-            epoch: self.epoch,
-            protocol: self.protocol,
-            last_packet: self.last_packet,
-        };
+            self.node,
+            self.peer,
+            self.epoch,
+            self.protocol,
+            self.last_packet,
+        );
         attached(conn, writer, self.established, parker).await;
     }
 
@@ -617,6 +613,27 @@ where
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
+    /// A connection reading from `reader` with a small empty buffer.
+    fn new(
+        reader: R,
+        node: Arc<Node>,
+        peer: SocketAddr,
+        epoch: Epoch,
+        protocol: Protocol,
+        last_packet: Instant,
+    ) -> Self {
+        Connection {
+            reader,
+            buf: BytesMut::with_capacity(IDLE_READ_BUFFER),
+            busy: false,
+            node,
+            peer,
+            epoch,
+            protocol,
+            last_packet,
+        }
+    }
+
     /// The connection's logger, built when something is logged (an idle connection keeps
     /// none).
     fn log(&self) -> Logger {
