@@ -132,18 +132,26 @@ impl Intake {
 
     /// Takes `cost` bytes, waiting until they fit.
     pub async fn take(&self, cost: usize) {
+        // Counted while waiting, also when the wait is dropped (the publisher went away):
+        // a count left behind would make every `give_back` signal for nobody.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
         self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
             // Registered before the check, so room given back in between is not missed.
             room.as_mut().enable();
             if self.try_take(cost) {
-                break;
+                return;
             }
             room.await;
         }
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Gives back the `cost` bytes of a message taken out of the mailbox.
@@ -721,6 +729,13 @@ mod tests {
         intake.give_back(half);
         assert!(ready(waiter.as_mut()));
         assert_eq!(intake.taken(), INTAKE_BYTES);
+        // A publisher that stops waiting is no longer counted as waiting.
+        {
+            let mut gone = std::pin::pin!(intake.take(half));
+            assert!(!ready(gone.as_mut()));
+            assert_eq!(intake.waiting.load(Ordering::Relaxed), 1);
+        }
+        assert_eq!(intake.waiting.load(Ordering::Relaxed), 0);
         // A stopped Topic holds nobody back.
         let mut waiter = std::pin::pin!(intake.take(half));
         assert!(!ready(waiter.as_mut()));

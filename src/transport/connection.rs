@@ -352,23 +352,7 @@ async fn attached<R, W>(
             Ok(Exit::Idle) => {
                 // A batch the client does not read keeps the connection in its task.
                 if let (Some(park), true) = (parker, outflow.out.is_empty()) {
-                    let Connection {
-                        reader,
-                        node,
-                        peer,
-                        epoch,
-                        protocol,
-                        last_packet,
-                        ..
-                    } = conn;
-                    let idle = Idle {
-                        node,
-                        peer,
-                        epoch,
-                        protocol,
-                        last_packet,
-                        established,
-                    };
+                    let (reader, idle) = conn.into_idle(established);
                     park(reader, outflow.writer, idle);
                     return;
                 }
@@ -632,6 +616,29 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             protocol,
             last_packet,
         }
+    }
+
+    /// Takes the socket's reading half out; the rest, with `established`, is what the
+    /// connection keeps while it is parked (the read buffer is empty and goes).
+    fn into_idle(self, established: Established) -> (R, Idle) {
+        let Connection {
+            reader,
+            node,
+            peer,
+            epoch,
+            protocol,
+            last_packet,
+            ..
+        } = self;
+        let idle = Idle {
+            node,
+            peer,
+            epoch,
+            protocol,
+            last_packet,
+            established,
+        };
+        (reader, idle)
     }
 
     /// The connection's logger, built when something is logged (an idle connection keeps
