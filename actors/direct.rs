@@ -3,8 +3,8 @@
 //! subscriber's link, without a message to (and a turn of) the session actor.
 //!
 //! Who uses it: the [`Session`](super::Session) owns it and does everything it did with
-//! its outbox through [`Direct::lock`]; it registers it in the [`Routes`](super::Routes)
-//! next to its [`Lane`], where Topics pick both up. A Topic calls [`Direct::try_deliver`]
+//! its outbox through [`Direct::lock`]; it registers it in the [`Routes`](super::Routes),
+//! where Topics pick it up with the session's [`Lane`], which lives in it. A Topic calls [`Direct::try_deliver`]
 //! for each QoS 1/2 delivery: under the one (uncontended) lock it checks that the session
 //! has nothing waiting for its link (its lane is open, so no message of this Topic is still
 //! in the session's mailbox, and the outbox has no queued message and no resend due) and
@@ -34,7 +34,8 @@ use crate::codec::{Protocol, QoS};
 use crate::metrics::Metrics;
 use crate::store::{Batch, InflightRecord, InflightStage, Store};
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 /// What [`Direct::try_deliver`] did with a message.
@@ -47,12 +48,18 @@ pub enum Taken {
 }
 
 /// A session's outbound state shared with its Topics; see the module documentation.
+///
+/// Every session has one, idle or not, so it is kept in jemalloc's 192-byte class (with
+/// the `Arc` counts): the node's store and metrics are handed in by the callers that need
+/// them, and the session's [`Lane`] lives here rather than in an allocation of its own.
 #[derive(Debug)]
 pub struct Direct {
     client_id: ClientId,
-    store: Store,
-    metrics: Arc<Metrics>,
     state: Mutex<State>,
+    lane: Lane,
+    /// Set while the session's queue is over its limit under
+    /// `session.queue_full = "backpressure"` (written by the session, read by Topics).
+    full: AtomicBool,
 }
 
 /// What [`Direct::lock`] guards.
@@ -139,12 +146,12 @@ impl Locked<'_> {
 }
 
 impl Direct {
-    /// The shared state of `client_id`'s session, around its `outbox`.
-    pub fn new(client_id: ClientId, store: Store, metrics: Arc<Metrics>, outbox: Outbox) -> Self {
+    /// The shared state of `client_id`'s session, around its `outbox`, with a closed lane.
+    pub fn new(client_id: ClientId, outbox: Outbox) -> Self {
         Direct {
             client_id,
-            store,
-            metrics,
+            lane: Lane::default(),
+            full: AtomicBool::new(false),
             state: Mutex::new(State {
                 outbox,
                 link: None,
@@ -161,12 +168,28 @@ impl Direct {
         &self.client_id
     }
 
+    /// The session's lane, where Topics put QoS 0 messages straight on its link.
+    pub fn lane(&self) -> &Lane {
+        &self.lane
+    }
+
+    /// True while the session's queue is over its limit under the backpressure policy:
+    /// a Topic waits before it gives the session another QoS 1/2 message.
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Sets or clears the queue-full flag (the session only); returns the previous value.
+    pub fn set_full(&self, full: bool) -> bool {
+        self.full.swap(full, Ordering::Relaxed)
+    }
+
     /// Locks the state. Never held across an await; the lane's lock may be taken inside it.
     pub fn lock(&self) -> Locked<'_> {
         Locked(self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Puts a QoS 1/2 message straight on the link if `lane` is open, the outbox holds
+    /// Puts a QoS 1/2 message straight on the link if the lane is open, the outbox holds
     /// nothing waiting, and the inflight window and the link have room. While the window is
     /// full it puts the message in the session's queue instead (if it fits there as is),
     /// and closes the lane behind it: the session's next acknowledgement sends it. Otherwise
@@ -176,10 +199,11 @@ impl Direct {
     /// the first inflight of a 3.x client, the session is told to arm its resend timer.
     pub fn try_deliver(
         &self,
-        lane: &Lane,
         message: Outgoing,
+        (store, metrics): (&Store, &Metrics),
         wakes: &mut Wakes,
     ) -> Result<Taken, Outgoing> {
+        let lane = &self.lane;
         if message.qos == QoS::AtMostOnce {
             return Err(message);
         }
@@ -197,7 +221,7 @@ impl Direct {
             lane.sync(Some(link), false);
             state.outbox.push(message);
             let arm = retry_unarmed(state);
-            locked.count(&self.metrics);
+            locked.count(metrics);
             drop(locked);
             tell_arm_retry(arm);
             return Ok(Taken::Queued);
@@ -209,10 +233,10 @@ impl Direct {
             return Err(message);
         };
         let packet = state.outbox.send_now(message, Instant::now());
-        self.record_sent(&packet);
+        self.record_sent(&packet, store);
         permit.send_held(packet, wakes);
         let arm = retry_unarmed(state);
-        locked.count(&self.metrics);
+        locked.count(metrics);
         drop(locked);
         tell_arm_retry(arm);
         Ok(Taken::Written)
@@ -224,7 +248,13 @@ impl Direct {
     /// the connection is the session's current one, the message was never stored (no copy
     /// to delete) and nothing waits in the queue for the window this frees. False
     /// otherwise, changing nothing: the session handles the packet.
-    pub fn try_release(&self, epoch: Epoch, packet_id: u16, completed: bool) -> bool {
+    pub fn try_release(
+        &self,
+        epoch: Epoch,
+        packet_id: u16,
+        completed: bool,
+        metrics: &Metrics,
+    ) -> bool {
         let mut locked = self.lock();
         let state = &mut *locked.0;
         let current = state.link.as_ref().map(ClientLink::epoch) == Some(epoch);
@@ -234,13 +264,13 @@ impl Direct {
         if !state.outbox.release_unstored(packet_id, completed) {
             return false;
         }
-        locked.count(&self.metrics);
+        locked.count(metrics);
         true
     }
 
     /// A PUBLISH of a stored message is going out for the first time: its inflight state
     /// (packet id, stage) goes to the store, so that a restart resends it with DUP.
-    pub fn record_sent(&self, packet: &Outbound) {
+    pub fn record_sent(&self, packet: &Outbound, store: &Store) {
         if let Outbound::Publish {
             message,
             dup: false,
@@ -259,7 +289,7 @@ impl Direct {
                     stage,
                 };
                 batch.put_inflight(self.client_id.as_str(), seq, &state);
-                self.store.submit(batch);
+                store.submit(batch);
             }
         }
     }
@@ -296,22 +326,46 @@ mod tests {
         crate::actors::testing::outgoing(qos, b"m")
     }
 
-    fn direct(max_inflight: u16) -> Direct {
+    /// A session's shared state, with the node's store and metrics its callers hand in.
+    struct Fixture {
+        d: Direct,
+        store: Store,
+        metrics: Metrics,
+    }
+
+    impl Fixture {
+        fn deliver(&self, message: Outgoing) -> Result<Taken, Outgoing> {
+            let node = (&self.store, &self.metrics);
+            self.d.try_deliver(message, node, &mut Wakes::default())
+        }
+
+        fn release(&self, epoch: Epoch, packet_id: u16, completed: bool) -> bool {
+            self.d
+                .try_release(epoch, packet_id, completed, &self.metrics)
+        }
+    }
+
+    fn direct(max_inflight: u16) -> Fixture {
         let store = Store::temporary(Default::default()).expect("store");
         let outbox = Outbox::new(Limits {
             max_messages: 10,
             max_bytes: 1000,
             max_inflight,
         });
-        Direct::new(ClientId::from("s"), store, Arc::default(), outbox)
+        let d = Direct::new(ClientId::from("s"), outbox);
+        Fixture {
+            d,
+            store,
+            metrics: Metrics::default(),
+        }
     }
 
     #[test]
     fn stays_in_its_allocation_class() {
-        // With the `Arc` counts, 224 bytes: one more word would make every session's
-        // outbound state a 256-byte allocation.
+        // With the `Arc` counts, 192 bytes: one more word would make every session's
+        // outbound state a 224-byte allocation.
         assert!(
-            std::mem::size_of::<Direct>() <= 208,
+            std::mem::size_of::<Direct>() <= 176,
             "Direct: {}",
             std::mem::size_of::<Direct>()
         );
@@ -319,40 +373,26 @@ mod tests {
 
     #[test]
     fn goes_straight_out_only_while_the_session_is_idle_and_the_window_has_room() {
-        let d = direct(1);
-        let lane = Lane::default();
+        let f = direct(1);
+        let (d, lane) = (&f.d, f.d.lane());
         let (client, mut end) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
         // No link attached yet, and a closed lane: handed back.
-        assert!(d
-            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
-            .is_err());
+        assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
         d.lock().set_link(Some(client.clone()));
-        assert!(d
-            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
-            .is_err());
+        assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
         lane.sync(Some(&client), true);
         // QoS 0 is the lane's job.
-        assert!(d
-            .try_deliver(&lane, message(QoS::AtMostOnce), &mut Wakes::default())
-            .is_err());
-        assert_eq!(
-            d.try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default()),
-            Ok(Taken::Written)
-        );
+        assert!(f.deliver(message(QoS::AtMostOnce)).is_err());
+        assert_eq!(f.deliver(message(QoS::AtLeastOnce)), Ok(Taken::Written));
         let id = match end.try_recv() {
             Some(Packet::Publish(p)) => p.packet_id.expect("a packet id"),
             other => panic!("{other:?}"),
         };
         assert_eq!(d.lock().inflight_len(), 1);
         // The window (1) is full: handed back, unless the session lets Topics queue.
-        assert!(d
-            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
-            .is_err());
+        assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
         d.lock().set_queue_ok(true);
-        assert_eq!(
-            d.try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default()),
-            Ok(Taken::Queued)
-        );
+        assert_eq!(f.deliver(message(QoS::AtLeastOnce)), Ok(Taken::Queued));
         assert_eq!(d.lock().len(), 2, "one inflight, one queued");
         assert!(
             !lane.is_open(),
@@ -361,16 +401,12 @@ mod tests {
         assert!(end.try_recv().is_none());
         // Window room again, but something is queued: the session sends it first.
         assert!(d.lock().acked(id).is_some());
-        assert!(d
-            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
-            .is_err());
+        assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
         // A message of this session's Topic still in its mailbox: nothing overtakes it.
         d.lock().next_packet(Instant::now());
         lane.sync(Some(&client), true);
         lane.hold();
-        assert!(d
-            .try_deliver(&lane, message(QoS::AtLeastOnce), &mut Wakes::default())
-            .is_err());
+        assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
         assert!(end.try_recv().is_none());
     }
 
@@ -387,37 +423,38 @@ mod tests {
 
     #[test]
     fn the_connection_releases_only_what_needs_nothing_more_from_the_session() {
-        let d = direct(3);
+        let f = direct(3);
+        let d = &f.d;
         let epoch = Epoch::next();
         let (client, _end) = link(epoch, Protocol::V311, LINK_CAPACITY);
-        let qos1 = sent(&d, message(QoS::AtLeastOnce));
+        let qos1 = sent(d, message(QoS::AtLeastOnce));
         // Not attached (or no longer the current connection): the session decides.
-        assert!(!d.try_release(epoch, qos1, false));
+        assert!(!f.release(epoch, qos1, false));
         d.lock().set_link(Some(client));
-        assert!(!d.try_release(Epoch::next(), qos1, false));
+        assert!(!f.release(Epoch::next(), qos1, false));
         // Unknown id, or the wrong acknowledgement for the stage: left to the session.
-        assert!(!d.try_release(epoch, qos1.wrapping_add(7), false));
-        assert!(!d.try_release(epoch, qos1, true));
+        assert!(!f.release(epoch, qos1.wrapping_add(7), false));
+        assert!(!f.release(epoch, qos1, true));
         assert_eq!(d.lock().inflight_len(), 1);
-        assert!(d.try_release(epoch, qos1, false));
+        assert!(f.release(epoch, qos1, false));
         assert_eq!(d.lock().inflight_len(), 0);
         // A stored message: its copy must be deleted, which is the session's job.
         let mut stored = message(QoS::AtLeastOnce);
         stored.seq = Some(9);
-        let stored = sent(&d, stored);
-        assert!(!d.try_release(epoch, stored, false));
+        let stored = sent(d, stored);
+        assert!(!f.release(epoch, stored, false));
         assert!(d.lock().acked(stored).is_some());
         // QoS 2: PUBCOMP once PUBREC came (PUBREL sent).
-        let qos2 = sent(&d, message(QoS::ExactlyOnce));
-        assert!(!d.try_release(epoch, qos2, true), "no PUBREC yet");
+        let qos2 = sent(d, message(QoS::ExactlyOnce));
+        assert!(!f.release(epoch, qos2, true), "no PUBREC yet");
         assert!(d.lock().received(qos2).is_some());
         assert!(d.lock().next_packet(Instant::now()).is_some(), "the PUBREL");
-        assert!(d.try_release(epoch, qos2, true));
+        assert!(f.release(epoch, qos2, true));
         // A message queued behind the window: the acknowledgement must make the session
         // send it, so the session gets it.
-        let first = sent(&d, message(QoS::AtLeastOnce));
+        let first = sent(d, message(QoS::AtLeastOnce));
         d.lock().push(message(QoS::AtLeastOnce));
-        assert!(!d.try_release(epoch, first, false));
+        assert!(!f.release(epoch, first, false));
         assert_eq!(d.lock().len(), 2, "nothing changed");
     }
 }

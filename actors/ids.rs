@@ -1,29 +1,28 @@
 //! Identifier newtypes shared by every actor: [`ClientId`] and [`TopicName`].
 //!
-//! Both wrap a [`ByteString`], so cloning one is a reference-count increment and a topic
-//! taken from a decoded PUBLISH is never copied. They hash like `str` and borrow as `str`,
-//! so maps keyed by them can be queried with a plain `&str` (the route snapshot does this on
-//! every publish).
+//! Cloning either is a reference-count increment. A [`TopicName`] wraps a [`ByteString`],
+//! so a topic taken from a decoded PUBLISH is never copied. A [`ClientId`] is copied once,
+//! when its client connects, into an `Arc<str>`: every session keeps its id in several
+//! places (the Registry, the route snapshot, its outbound state), so the id is half the
+//! size of a `ByteString` and one allocation. Both hash like `str` and borrow as `str`,
+//! so maps keyed by them can be queried with a plain `&str` (the route snapshot does this
+//! on every publish).
 
 use bytestring::ByteString;
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
-        pub struct $name(ByteString);
+        pub struct $name($inner);
 
         impl $name {
             /// The identifier as a string slice.
             pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
-            /// The identifier as a shared byte string (cheap to clone).
-            pub fn as_bytestring(&self) -> &ByteString {
                 &self.0
             }
 
@@ -57,21 +56,15 @@ macro_rules! string_id {
             }
         }
 
-        impl From<ByteString> for $name {
-            fn from(s: ByteString) -> Self {
-                $name(s)
-            }
-        }
-
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                $name(ByteString::from(s))
+                $name(<$inner>::from(s))
             }
         }
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                $name(ByteString::from(s))
+                $name(<$inner>::from(s))
             }
         }
 
@@ -91,13 +84,33 @@ macro_rules! string_id {
 
 string_id!(
     /// A client identifier: names one session on this node.
-    ClientId
+    ClientId(Arc<str>)
 );
 
 string_id!(
     /// A topic name (no wildcards): names one topic a message is published to.
-    TopicName
+    TopicName(ByteString)
 );
+
+impl TopicName {
+    /// The name as a shared byte string (cheap to clone).
+    pub fn as_bytestring(&self) -> &ByteString {
+        &self.0
+    }
+}
+
+impl From<ByteString> for TopicName {
+    fn from(s: ByteString) -> Self {
+        TopicName(s)
+    }
+}
+
+impl From<ByteString> for ClientId {
+    /// Copies the id out of the (decoded packet's) buffer.
+    fn from(s: ByteString) -> Self {
+        ClientId(Arc::from(&*s))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -112,6 +125,11 @@ mod tests {
         assert_eq!(m.get("alice"), Some(&1));
         assert_eq!(m.get("bob"), Some(&2));
         assert_eq!(m.get("carol"), None);
+    }
+
+    #[test]
+    fn a_client_id_is_two_words() {
+        assert_eq!(std::mem::size_of::<ClientId>(), 16);
     }
 
     #[test]

@@ -77,15 +77,20 @@ struct Inflight {
     sent_at: Instant,
 }
 
-/// A session's outbound queue and inflight window.
+/// A session's outbound queue and inflight window. Every session has one, idle or not, so
+/// it is kept at 88 bytes: the limits are stored in 32 bits (a queue limit above 4 GiB or
+/// 4 billion messages per session is taken as that much), and counters are no wider than
+/// what they count.
 #[derive(Debug)]
 pub struct Outbox {
-    limits: Limits,
     queue: VecDeque<Outgoing>,
     queued_bytes: usize,
     inflight: VecDeque<Inflight>,
+    max_messages: u32,
+    max_bytes: u32,
     /// Inflight entries marked unsent (so the common case, none, needs no search).
-    unsent: usize,
+    unsent: u32,
+    max_inflight: u16,
     last_id: u16,
 }
 
@@ -93,18 +98,30 @@ impl Outbox {
     /// An empty outbox.
     pub fn new(limits: Limits) -> Self {
         Outbox {
-            limits,
             queue: VecDeque::new(),
             queued_bytes: 0,
             inflight: VecDeque::new(),
+            max_messages: u32::try_from(limits.max_messages).unwrap_or(u32::MAX),
+            max_bytes: u32::try_from(limits.max_bytes).unwrap_or(u32::MAX),
             unsent: 0,
+            max_inflight: limits.max_inflight,
             last_id: 0,
         }
     }
 
     /// Changes the inflight window (never below 1); messages already inflight stay.
     pub fn set_max_inflight(&mut self, max: u16) {
-        self.limits.max_inflight = max.max(1);
+        self.max_inflight = max.max(1);
+    }
+
+    /// The queue's message limit.
+    fn max_messages(&self) -> usize {
+        self.max_messages as usize
+    }
+
+    /// The queue's byte limit.
+    fn max_bytes(&self) -> usize {
+        self.max_bytes as usize
     }
 
     /// Messages held: waiting plus inflight.
@@ -125,7 +142,7 @@ impl Outbox {
 
     /// True when the waiting queue has reached its message or byte limit.
     pub fn is_full(&self) -> bool {
-        self.queue.len() >= self.limits.max_messages || self.queued_bytes >= self.limits.max_bytes
+        self.queue.len() >= self.max_messages() || self.queued_bytes >= self.max_bytes()
     }
 
     /// Messages inflight.
@@ -136,9 +153,8 @@ impl Outbox {
     /// Queues a message, applying the overflow policy.
     pub fn push(&mut self, message: Outgoing) -> PushOutcome {
         let size = message.envelope.size();
-        let fits = |q: &Self| {
-            q.queue.len() < q.limits.max_messages && q.queued_bytes + size <= q.limits.max_bytes
-        };
+        let fits =
+            |q: &Self| q.queue.len() < q.max_messages() && q.queued_bytes + size <= q.max_bytes();
         let mut evicted = 0;
         if message.qos > QoS::AtMostOnce {
             while !fits(self) && self.evict_oldest_qos0() {
@@ -163,8 +179,7 @@ impl Outbox {
     pub fn has_sendable(&self) -> bool {
         self.unsent > 0
             || self.queue.front().is_some_and(|m| {
-                m.qos == QoS::AtMostOnce
-                    || self.inflight.len() < usize::from(self.limits.max_inflight)
+                m.qos == QoS::AtMostOnce || self.inflight.len() < usize::from(self.max_inflight)
             })
     }
 
@@ -186,9 +201,7 @@ impl Outbox {
             });
         }
         let head = self.queue.front()?;
-        if head.qos > QoS::AtMostOnce
-            && self.inflight.len() >= usize::from(self.limits.max_inflight)
-        {
+        if head.qos > QoS::AtMostOnce && self.inflight.len() >= usize::from(self.max_inflight) {
             return None;
         }
         let message = self.queue.pop_front()?;
@@ -198,13 +211,13 @@ impl Outbox {
 
     /// True when `message` fits in the queue as it is (nothing evicted, nothing dropped).
     pub fn has_room_for(&self, message: &Outgoing) -> bool {
-        self.queue.len() < self.limits.max_messages
-            && self.queued_bytes + message.envelope.size() <= self.limits.max_bytes
+        self.queue.len() < self.max_messages()
+            && self.queued_bytes + message.envelope.size() <= self.max_bytes()
     }
 
     /// True when the inflight window has room for one more QoS 1/2 message.
     pub fn has_window(&self) -> bool {
-        self.inflight.len() < usize::from(self.limits.max_inflight)
+        self.inflight.len() < usize::from(self.max_inflight)
     }
 
     /// The PUBLISH for a message sent at once, without queueing it: a QoS 1/2 message gets
@@ -309,13 +322,13 @@ impl Outbox {
         for e in &mut self.inflight {
             e.unsent = true;
         }
-        self.unsent = self.inflight.len();
+        self.unsent = u32::try_from(self.inflight.len()).unwrap_or(u32::MAX);
     }
 
     /// Marks inflight messages sent at least `interval` ago for resending (3.x retry);
     /// returns how many.
     pub fn resend_older_than(&mut self, now: Instant, interval: Duration) -> usize {
-        let mut n = 0;
+        let mut n: u32 = 0;
         for e in &mut self.inflight {
             if !e.unsent && now.saturating_duration_since(e.sent_at) >= interval {
                 e.unsent = true;
@@ -323,7 +336,7 @@ impl Outbox {
             }
         }
         self.unsent += n;
-        n
+        n as usize
     }
 
     /// PUBACK (`completed` false) or PUBCOMP (true) received for a message that was never

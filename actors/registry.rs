@@ -43,7 +43,6 @@ use slog::{debug, info, warn};
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -58,8 +57,6 @@ struct Client {
     persistent: bool,
     /// The session may have state in the store (it was persistent at some point).
     stored: bool,
-    /// The session's "queue full" flag (backpressure policy), shared with Topics.
-    full: Arc<AtomicBool>,
     /// Its subscriptions, by filter.
     filters: Filters,
     /// The authenticated user that opened it (`None`: anonymous); only the same owner
@@ -289,22 +286,20 @@ impl Handler<OpenSession> for Registry {
 impl Registry {
     /// Starts a new session for `msg`'s client id (none is registered for it).
     fn new_session(&mut self, msg: OpenSession) -> SessionOpened {
-        let shared = session::Shared::new(msg.client_id.clone(), &self.session_node);
+        let shared = session::shared(msg.client_id.clone(), &self.session_node);
         let (node, theirs) = (self.session_node.clone(), shared.clone());
         let session = SessionRef::start(Session::new(node, theirs), &msg.arbiter);
-        // Registered with the handle, in one route entry: Topics may pick them up as soon
-        // as the session is named (the lane stays closed until a connection attaches).
-        let paths = (shared.lane, shared.direct);
+        // Registered with the handle, in one route entry: Topics may pick it up as soon as
+        // the session is named (the lane stays closed until a connection attaches).
         self.node
             .routes
-            .insert_session(msg.client_id.clone(), &session, paths);
+            .insert_session(msg.client_id.clone(), &session, shared);
         self.clients.insert(
             msg.client_id,
             Client {
                 session: session.clone(),
                 persistent: msg.persistent,
                 stored: msg.persistent,
-                full: shared.full,
                 filters: Filters::default(),
                 owner: msg.owner,
             },
@@ -565,7 +560,7 @@ impl Registry {
                 .iter()
                 .map(session::subscription_from_record)
                 .collect();
-            let shared = session::Shared::new(client_id.clone(), &self.session_node);
+            let shared = session::shared(client_id.clone(), &self.session_node);
             let (node, theirs) = (self.session_node.clone(), shared.clone());
             let session = Session::restored(node, theirs, stored);
             let session = if workers.is_empty() {
@@ -573,10 +568,9 @@ impl Registry {
             } else {
                 SessionRef::start(session, &workers[n % workers.len()])
             };
-            let (full, paths) = (shared.full, (shared.lane, shared.direct));
             self.node
                 .routes
-                .insert_session(client_id.clone(), &session, paths);
+                .insert_session(client_id.clone(), &session, shared);
             {
                 let mut trie = self.node.routes.filters_mut();
                 for (filter, subscription) in filters.iter() {
@@ -594,7 +588,6 @@ impl Registry {
                     owner,
                     persistent: true,
                     stored: true,
-                    full,
                     filters,
                 },
             );
@@ -826,7 +819,6 @@ fn subscriber(client: &Client, subscription: &Subscription) -> Option<Subscriber
     Some(Subscriber {
         session: client.session.clone(),
         persistent: client.persistent,
-        full: client.full.clone(),
         qos: subscription.options.qos,
         no_local: subscription.options.no_local,
         retain_as_published: subscription.options.retain_as_published,

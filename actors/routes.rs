@@ -8,11 +8,12 @@
 //! name nobody subscribes to costs three lookups and no actor hop, and only the first
 //! publish to a matching name asks the Registry to start its Topic.
 //!
-//! It also holds each session's [`Lane`] and shared outbound state ([`Direct`]), in the
-//! same entry as its handle ([`SessionRef`]), which Topics pick up when a session joins their subscriber
-//! set, to put QoS 0 (lane) and QoS 1/2 (direct) messages straight on the subscriber's
-//! link. The Registry registers them with the session (one entry per client id: an idle
-//! client costs one map slot and one handle here). Each running Topic carries a `stores`
+//! It also holds each session's shared outbound state ([`Direct`], with its
+//! [`Lane`](super::link::Lane)), in the same entry as its handle ([`SessionRef`]), which
+//! Topics pick up when a session joins their subscriber set, to put QoS 0 (lane) and QoS
+//! 1/2 (direct) messages straight on the subscriber's link. The Registry registers it with
+//! the session (one entry per client id: an idle client costs one map slot and one handle
+//! here). Each running Topic carries a `stores`
 //! flag, set by the Registry once a persistent subscriber joins it: a publisher's
 //! acknowledgement waits for a store commit only for such Topics.
 //!
@@ -36,7 +37,6 @@
 use super::direct::Direct;
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
-use super::link::Lane;
 use super::session::Session;
 use super::slot::{SessionRef, WeakSessionRef};
 use super::topic::{Admission, Distribute, Intake, Topic};
@@ -73,14 +73,13 @@ pub enum Offer<H, M, R = M> {
     Absent(R),
 }
 
-/// A registered session: its handle, and its ways around its mailbox (its lane and its
-/// shared outbound state).
+/// A registered session: its handle, and its way around its mailbox (its shared outbound
+/// state, with its lane).
 struct SessionRoute {
     /// Weak: the Registry holds the session's handle for exactly as long as this entry
     /// exists (both change in the same Registry step), and a dormant session holds the
     /// node, and so these routes: a strong handle here would make a cycle.
     session: WeakSessionRef,
-    lane: Arc<Lane>,
     direct: Arc<Direct>,
 }
 
@@ -224,13 +223,13 @@ impl Routes {
         self.filters().has_match(name)
     }
 
-    /// The lane and shared outbound state of `session`, registered for client id `name`;
-    /// `None` when `session` is not the one registered for the name.
-    pub fn lane(&self, name: &str, session: &SessionRef) -> Option<(Arc<Lane>, Arc<Direct>)> {
+    /// The shared outbound state (with the lane) of `session`, registered for client id
+    /// `name`; `None` when `session` is not the one registered for the name.
+    pub fn lane(&self, name: &str, session: &SessionRef) -> Option<Arc<Direct>> {
         self.sessions
             .get(name)
             .filter(|entry| entry.value().session.is(session))
-            .map(|entry| (entry.value().lane.clone(), entry.value().direct.clone()))
+            .map(|entry| entry.value().direct.clone())
     }
 
     /// Number of sessions registered.
@@ -248,16 +247,10 @@ impl Routes {
         self.filters.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a session with its lane and shared outbound state (Registry only).
-    pub(super) fn insert_session(
-        &self,
-        id: ClientId,
-        session: &SessionRef,
-        (lane, direct): (Arc<Lane>, Arc<Direct>),
-    ) {
+    /// Registers a session with its shared outbound state (Registry only).
+    pub(super) fn insert_session(&self, id: ClientId, session: &SessionRef, direct: Arc<Direct>) {
         let route = SessionRoute {
             session: session.downgrade(),
-            lane,
             direct,
         };
         self.sessions.insert(id, route);

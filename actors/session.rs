@@ -62,7 +62,7 @@
 use super::direct::{Direct, Locked};
 use super::envelope::Envelope;
 use super::ids::ClientId;
-use super::link::{AckKind, ClientLink, CloseReason, Epoch, Lane, Outbound, ReserveError};
+use super::link::{AckKind, ClientLink, CloseReason, Epoch, Outbound, ReserveError};
 use super::outbox::{Limits, Outbox, Outgoing};
 use super::registry::{self, EnsureTopic, Retain, SessionEnded, SubscribeRefused, WakeAt};
 use super::routes::{Offer, Subscription, TopicOffer};
@@ -89,7 +89,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
@@ -178,8 +177,6 @@ pub struct Session {
     permissions: Permissions,
     /// The user that owns this client id (`None`: anonymous).
     owner: Option<Arc<str>>,
-    /// Where Topics put QoS 0 messages straight on the link while this session is idle.
-    lane: Arc<Lane>,
     /// A connection whose piped packet broke the protocol: its later packets are ignored.
     refused: Option<Epoch>,
     /// Set while the routing of one of the client's publishes waits (for a Topic to start,
@@ -190,9 +187,6 @@ pub struct Session {
     /// Serial number of the next pending acknowledgement (wraps; at most
     /// [`MAX_PENDING_ACKS`] are pending at once).
     ack_serial: u32,
-    /// Set while the queue is over its limit under `session.queue_full = "backpressure"`
-    /// (read by Topics, written only here).
-    full: Arc<AtomicBool>,
     /// How everybody addresses this session (see [`SessionRef`](super::SessionRef)).
     slot: WeakSessionRef,
     /// Futures of this actor still pending (a session waiting for anything is not idle).
@@ -401,48 +395,31 @@ mod lazy_tests {
     }
 }
 
-/// What a session shares beyond its actor: its [`Lane`] and outbound state ([`Direct`]),
-/// which the Registry registers in the route snapshot with the session's address, and its
-/// queue-full flag, which the Registry hands to Topics. The Registry makes them before it
-/// starts the actor (on the connection's arbiter), so that they are registered at once.
-#[derive(Clone)]
-pub struct Shared {
-    /// Where Topics put QoS 0 messages straight on the link.
-    pub lane: Arc<Lane>,
-    /// The outbox and link, where Topics put QoS 1/2 messages straight on the link.
-    pub direct: Arc<Direct>,
-    /// Set while the queue is full under `session.queue_full = "backpressure"`.
-    pub full: Arc<AtomicBool>,
-}
-
-impl Shared {
-    /// Fresh shared state for a session of `client_id` on `node`: an empty outbox with the
-    /// configured limits, a closed lane, a clear flag.
-    pub fn new(client_id: ClientId, node: &Node) -> Self {
-        let s = &node.config.session;
-        let outbox = Outbox::new(Limits {
-            max_messages: s.max_queued_messages,
-            max_bytes: s.max_queued_bytes,
-            max_inflight: s.max_inflight,
-        });
-        let direct = Direct::new(client_id, node.store.clone(), node.metrics.clone(), outbox);
-        Shared {
-            lane: Arc::default(),
-            direct: Arc::new(direct),
-            full: Arc::default(),
-        }
-    }
+/// Fresh outbound state for a session of `client_id` on `node`: an empty outbox with the
+/// configured limits, a closed lane, a clear queue-full flag. It is what the session shares
+/// beyond its actor ([`Direct`]): the Registry makes it before it starts the actor (on the
+/// connection's arbiter) and registers it in the route snapshot with the session's handle
+/// at once, and hands it to Topics.
+pub fn shared(client_id: ClientId, node: &Node) -> Arc<Direct> {
+    let s = &node.config.session;
+    let outbox = Outbox::new(Limits {
+        max_messages: s.max_queued_messages,
+        max_bytes: s.max_queued_bytes,
+        max_inflight: s.max_inflight,
+    });
+    Arc::new(Direct::new(client_id, outbox))
 }
 
 impl Session {
-    /// A new, empty, offline session with `shared` state (made for its client id). `node`
-    /// is shared by every session of the node (the Registry hands out one `Arc`).
-    pub fn new(node: impl Into<Arc<Node>>, shared: Shared) -> Self {
+    /// A new, empty, offline session with `shared` outbound state (made for its client id
+    /// with [`shared`]). `node` is shared by every session of the node (the Registry hands
+    /// out one `Arc`).
+    pub fn new(node: impl Into<Arc<Node>>, shared: Arc<Direct>) -> Self {
         let node = node.into();
         Session {
             link: None,
             protocol: Protocol::V311,
-            direct: shared.direct,
+            direct: shared,
             control: Lazy::default(),
             subscriptions: Lazy::default(),
             inbound_qos2: Lazy::default(),
@@ -455,12 +432,10 @@ impl Session {
             ending: false,
             permissions: Permissions::default(),
             owner: None,
-            lane: shared.lane,
             refused: None,
             held_routes: None,
             acks: Lazy::default(),
             ack_serial: 0,
-            full: shared.full,
             slot: WeakSessionRef::default(),
             tasks: 0,
             stirred: false,
@@ -472,7 +447,11 @@ impl Session {
     /// A session brought back from the store after a restart: offline, with its
     /// subscriptions, queue (messages that were inflight first, resent with DUP) and the
     /// expiry it had left.
-    pub fn restored(node: impl Into<Arc<Node>>, shared: Shared, stored: StoredSession) -> Self {
+    pub fn restored(
+        node: impl Into<Arc<Node>>,
+        shared: Arc<Direct>,
+        stored: StoredSession,
+    ) -> Self {
         let mut session = Session::new(node, shared);
         let record = stored.record;
         session.protocol = match record.protocol {
@@ -550,7 +529,7 @@ impl Actor for Session {
         }
         // Topics may still find the lane and the outbox in the route entry until the
         // Registry removes it: a closed lane and no link send them to the mailbox.
-        self.lane.sync(None, false);
+        self.direct.lane().sync(None, false);
         {
             let mut outbox = self.outbox();
             outbox.set_link(None);
@@ -625,7 +604,7 @@ impl Handler<Attach> for Session {
             });
         // Topics wait (no lane, no direct path) until this pump has resent what is due on
         // the new link; nothing goes to the old one any more.
-        self.lane.sync(None, false);
+        self.direct.lane().sync(None, false);
         {
             // One step for Topics: the new link comes with every inflight message due again.
             let mut outbox = self.outbox();
@@ -841,7 +820,7 @@ impl Handler<Detached> for Session {
         }
         self.link = None;
         self.outbox().set_link(None);
-        self.lane.sync(None, false);
+        self.direct.lane().sync(None, false);
         self.control.clear();
         self.stop_timer(ctx);
         if let Some(secs) = msg.session_expiry {
@@ -957,7 +936,7 @@ impl Handler<LaneDeliver> for Session {
 
     fn handle(&mut self, msg: LaneDeliver, ctx: &mut Self::Context) {
         Handler::<Deliver>::handle(self, msg.0, ctx);
-        self.lane.settled();
+        self.direct.lane().settled();
     }
 }
 
@@ -1045,8 +1024,8 @@ pub struct Dormant {
 
 impl Session {
     /// Starts the actor of a dormant session again, on its arbiter.
-    pub(super) fn wake(dormant: Box<Dormant>) -> Addr<Session> {
-        let Dormant { session, arbiter } = *dormant;
+    pub(super) fn wake(dormant: Dormant) -> Addr<Session> {
+        let Dormant { session, arbiter } = dormant;
         Metrics::sub(&session.node.metrics.sessions_dormant, 1);
         Session::start_in_arbiter(&arbiter, move |_| session)
     }
@@ -1073,8 +1052,8 @@ impl Session {
             && self.held_routes.is_none()
             && self.waiting_for_room.is_none()
             && !matches!(self.timer, Timer::Restored(_) | Timer::Until(_))
-            && !self.full.load(Ordering::Relaxed)
-            && self.lane.nothing_pending()
+            && !self.direct.is_full()
+            && self.direct.lane().nothing_pending()
             && self.outbox().is_empty()
     }
 
@@ -1122,14 +1101,7 @@ impl Session {
     fn leave_dormant(&mut self, ctx: &mut Context<Self>) -> Box<Dormant> {
         let shell = Session {
             hibernated: true,
-            ..Session::new(
-                self.node.clone(),
-                Shared {
-                    lane: self.lane.clone(),
-                    direct: self.direct.clone(),
-                    full: self.full.clone(),
-                },
-            )
+            ..Session::new(self.node.clone(), self.direct.clone())
         };
         let mut session = std::mem::replace(self, shell);
         if let Timer::Expiry(handle, at) = session.timer {
@@ -1653,7 +1625,7 @@ impl Session {
         let backpressure = self.node.config.session.queue_full == QueueFull::Backpressure;
         if backpressure && qos > QoS::AtMostOnce && self.outbox().is_full() {
             // Kept past the limit; Topics hold their publishers until the queue has room.
-            if !self.full.swap(true, Ordering::Relaxed) {
+            if !self.direct.set_full(true) {
                 warn!(self.node.log, "session queue full, slowing publishers down"; "client_id" => %self.client_id(),
                     "queued" => self.outbox().len(), "policy" => "backpressure");
             }
@@ -1791,7 +1763,7 @@ impl Session {
         outbox.set_queue_ok(ready);
         let idle =
             ready && self.control.is_empty() && outbox.is_idle() && self.waiting_for_room.is_none();
-        self.lane.sync(self.link.as_ref(), idle);
+        self.direct.lane().sync(self.link.as_ref(), idle);
     }
 
     /// Writes the next packet with `send`: control packets first, then the outbox (read
@@ -1809,7 +1781,7 @@ impl Session {
         };
         if packet.is_publish() {
             Metrics::incr(&self.node.metrics.publish_out);
-            self.direct.record_sent(&packet);
+            self.direct.record_sent(&packet, &self.node.store);
         }
         send(packet);
         true
@@ -1945,8 +1917,8 @@ impl Session {
 
     /// Keeps the node's `queued` gauge in step with this outbox, and the full flag.
     fn count_queue(&mut self) {
-        if self.full.load(Ordering::Relaxed) && !self.outbox().is_full() {
-            self.full.store(false, Ordering::Relaxed);
+        if self.direct.is_full() && !self.outbox().is_full() {
+            self.direct.set_full(false);
             info!(self.node.log, "session queue has room again"; "client_id" => %self.client_id());
         }
         self.outbox().count(&self.node.metrics);
@@ -2219,6 +2191,7 @@ mod tests {
     use crate::actors::SessionRef;
     use crate::codec::{PubResp, Publish, SubscribeTopic};
     use bytes::Bytes;
+    use std::sync::atomic::Ordering;
 
     fn publish(topic: &str, qos: QoS, packet_id: Option<u16>) -> Packet {
         Packet::Publish(Publish {

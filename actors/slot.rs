@@ -107,7 +107,7 @@ impl Inner {
     fn wake(&mut self) {
         if matches!(self.state, State::Dormant(_)) {
             if let State::Dormant(dormant) = std::mem::replace(&mut self.state, State::Ended) {
-                self.state = State::Live(Session::wake(dormant));
+                self.state = State::Live(Session::wake(*dormant));
             }
         }
     }

@@ -48,7 +48,7 @@
 use super::direct::{Direct, Taken};
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
-use super::link::{Lane, Wakes};
+use super::link::Wakes;
 use super::outbox::Outgoing;
 use super::routes::Routes;
 use super::session::{self, Deliver, Durable, LaneDeliver, Persist};
@@ -208,26 +208,19 @@ pub struct Subscriber {
     /// The session is persistent: its QoS 1/2 messages are stored before the publisher's
     /// acknowledgement.
     pub persistent: bool,
-    /// Set by the session while its queue is over its limit under
-    /// `session.queue_full = "backpressure"`: the Topic waits before the next message.
-    pub full: Arc<AtomicBool>,
 }
 
-/// A subscriber with its session's ways around its mailbox, when the session has them.
+/// A subscriber with its session's ways around its mailbox (its shared outbound state: the
+/// lane for QoS 0, the outbox for QoS 1/2), when the session has them. The shared state
+/// also carries the session's queue-full flag (`session.queue_full = "backpressure"`): the
+/// Topic waits before it gives a full session the next QoS 1/2 message.
 struct Entry {
     subscriber: Subscriber,
-    lane: Option<Arc<Paths>>,
-}
-
-/// A session's ways around its mailbox: its lane (QoS 0) and its shared outbound state
-/// (QoS 1/2).
-struct Paths {
-    lane: Arc<Lane>,
-    direct: Arc<Direct>,
+    lane: Option<Arc<Direct>>,
 }
 
 /// One delivery of a message: to this session, around its mailbox if it can.
-type Delivery = (SessionRef, Option<Arc<Paths>>, Deliver);
+type Delivery = (SessionRef, Option<Arc<Direct>>, Deliver);
 
 /// The fan-out point of one topic name.
 pub struct Topic {
@@ -283,10 +276,7 @@ impl Topic {
     }
 
     fn insert(&mut self, client_id: ClientId, subscriber: Subscriber) {
-        let lane = self
-            .routes
-            .lane(client_id.as_str(), &subscriber.session)
-            .map(|(lane, direct)| Arc::new(Paths { lane, direct }));
+        let lane = self.routes.lane(client_id.as_str(), &subscriber.session);
         self.subscribers
             .insert(client_id, Entry { subscriber, lane });
     }
@@ -380,8 +370,9 @@ impl Topic {
                     subscription_ids: sub.subscription_ids.clone(),
                     persist: Persist::Volatile,
                 };
-                let wakes = &mut self.wakes;
-                if let Some(w) = deliver_one(&sub.session, lane, deliver, &mut direct, wakes) {
+                let (node, wakes) = ((&self.store, &*self.metrics), &mut self.wakes);
+                let session = &sub.session;
+                if let Some(w) = deliver_one(session, lane, deliver, node, &mut direct, wakes) {
                     waiting.push((sub.session.clone(), w));
                 }
             }
@@ -394,8 +385,8 @@ impl Topic {
         for (client_id, sub, lane) in recipients(&self.subscribers, &envelope) {
             let qos = envelope.qos.min(sub.qos);
             let retain = envelope.retain && sub.retain_as_published;
-            if qos > QoS::AtMostOnce && sub.full.load(Ordering::Relaxed) {
-                full.push((sub.session.clone(), sub.full.clone()));
+            if let Some(direct) = lane.filter(|d| qos > QoS::AtMostOnce && d.is_full()) {
+                full.push((sub.session.clone(), direct.clone()));
             }
             let persist = if sub.persistent && qos > QoS::AtMostOnce {
                 let seq = self.store.next_seq();
@@ -426,8 +417,8 @@ impl Topic {
         // until these sessions have room again, or have ended.
         ctx.wait(
             async move {
-                for (session, flag) in full {
-                    while flag.load(Ordering::Relaxed) && session.connected() {
+                for (session, direct) in full {
+                    while direct.is_full() && session.connected() {
                         tokio::time::sleep(PRESSURE_POLL).await;
                     }
                 }
@@ -479,8 +470,9 @@ impl Topic {
         let mut waiting = Vec::new();
         let mut direct = 0u64;
         for (session, lane, deliver) in deliveries {
-            let wakes = &mut self.wakes;
-            if let Some(w) = deliver_one(&session, lane.as_ref(), deliver, &mut direct, wakes) {
+            let (node, wakes) = ((&self.store, &*self.metrics), &mut self.wakes);
+            let lane = lane.as_ref();
+            if let Some(w) = deliver_one(&session, lane, deliver, node, &mut direct, wakes) {
                 waiting.push((session, w));
             }
         }
@@ -524,18 +516,20 @@ impl Topic {
 }
 
 /// Hands one delivery to `session`: straight onto the link when the session is idle (a
-/// QoS 0 one through its lane, a QoS 1/2 one through its shared outbox), counted in
-/// `direct`. Returns it when the session's mailbox is full.
+/// QoS 0 one through its lane, a QoS 1/2 one through its shared outbox, which records a
+/// stored message's inflight state in the node's store and counts its queue in the node's
+/// metrics), counted in `direct`. Returns it when the session's mailbox is full.
 fn deliver_one(
     session: &SessionRef,
-    paths: Option<&Arc<Paths>>,
+    paths: Option<&Arc<Direct>>,
     deliver: Deliver,
+    node: (&Store, &Metrics),
     direct: &mut u64,
     wakes: &mut Wakes,
 ) -> Option<Waiting> {
     match paths {
         Some(paths) => {
-            let lane = &paths.lane;
+            let lane = paths.lane();
             // Every delivery of a session with a lane that does not take the lane is
             // counted as pending there (so no later message overtakes it).
             let deliver = if deliver.qos == QoS::AtMostOnce {
@@ -550,7 +544,7 @@ fn deliver_one(
                 lane.hold();
                 deliver
             } else {
-                match paths.direct.try_deliver(lane, outgoing(deliver), wakes) {
+                match paths.try_deliver(outgoing(deliver), node, wakes) {
                     Ok(taken) => {
                         // A queued one counts as sent when the session sends it.
                         *direct += u64::from(taken == Taken::Written);
@@ -584,7 +578,7 @@ fn deliver_one(
 fn recipients<'a>(
     subscribers: &'a HashMap<ClientId, Entry>,
     envelope: &'a Envelope,
-) -> impl Iterator<Item = (&'a ClientId, &'a Subscriber, Option<&'a Arc<Paths>>)> {
+) -> impl Iterator<Item = (&'a ClientId, &'a Subscriber, Option<&'a Arc<Direct>>)> {
     subscribers
         .iter()
         .filter(move |(client_id, entry)| {

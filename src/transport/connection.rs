@@ -906,6 +906,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         expiry_was_zero: bool,
     ) -> Step<'a> {
         let epoch = self.epoch;
+        let metrics = &self.node.metrics;
         match packet {
             Packet::PingReq => match end.try_send(Outbound::PingResp) {
                 Ok(()) => Step::Next,
@@ -961,8 +962,12 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             }
             // A subscriber acknowledging a message: usually nothing but the outbox changes,
             // so the session actor is not involved.
-            Packet::PubAck(ack) if direct.try_release(epoch, ack.packet_id, false) => Step::Next,
-            Packet::PubComp(comp) if direct.try_release(epoch, comp.packet_id, true) => Step::Next,
+            Packet::PubAck(ack) if direct.try_release(epoch, ack.packet_id, false, metrics) => {
+                Step::Next
+            }
+            Packet::PubComp(comp) if direct.try_release(epoch, comp.packet_id, true, metrics) => {
+                Step::Next
+            }
             packet @ (Packet::Publish(_)
             | Packet::PubAck(_)
             | Packet::PubRec(_)
@@ -1282,8 +1287,6 @@ mod tests {
         let conn_size = std::mem::size_of_val(&conn);
         let direct = Direct::new(
             ClientId::from("sizes"),
-            node.store.clone(),
-            node.metrics.clone(),
             crate::actors::outbox::Outbox::new(crate::actors::outbox::Limits {
                 max_messages: 1,
                 max_bytes: 1,
