@@ -36,11 +36,9 @@ use bytes::BytesMut;
 use std::fmt;
 use std::future::poll_fn;
 use std::num::NonZeroU64;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use tokio::sync::Notify;
 
 /// Bytes of encoded packets a link buffers before producers have to wait (the session
 /// queues on its side, a [`Lane`] closes). The connection may be writing one more such
@@ -194,21 +192,25 @@ pub enum CloseReason {
     },
 }
 
-/// What a link's two ends share (see the module documentation).
+/// What a link's two ends share (see the module documentation). Every connection has one,
+/// idle or parked, so it is kept in jemalloc's 160-byte class (with the `Arc` counts).
 struct Outlet {
     epoch: Epoch,
-    protocol: Protocol,
     state: Mutex<OutletState>,
-    /// Producers waiting for room ([`ClientLink::reserve`]).
-    room: Notify,
 }
 
 #[derive(Default)]
 struct OutletState {
     /// Encoded packets not taken by the connection yet.
     buf: BytesMut,
+    /// Producers waiting for room ([`ClientLink::reserve`], [`LinkEnd::send`]): the
+    /// session's and the connection's tasks at most. Woken, and emptied, by the next take
+    /// and by the end of the link; a waiter that went away leaves a spurious wake-up.
+    room: Vec<Waker>,
     /// Bytes `buf` may hold before producers have to wait.
-    limit: usize,
+    limit: u32,
+    /// The connection's protocol level, which packets are encoded for.
+    protocol: Protocol,
     /// The connection task, while it waits for something to write; taken by the first
     /// producer that wakes it. A connection busy writing (its socket full) is not in here,
     /// so producers do not wake it for nothing.
@@ -218,11 +220,9 @@ struct OutletState {
     /// The session asked the connection to close.
     close: Option<CloseReason>,
     /// Live [`ClientLink`] handles; none left means the session is gone.
-    links: usize,
+    links: u32,
     /// The connection takes no more packets.
     ended: bool,
-    /// A producer waits for room: the next take notifies [`Outlet::room`].
-    room_wanted: bool,
     /// Packets that could not be encoded and were skipped.
     skipped: u32,
     /// The connection took packets since it last asked ([`LinkEnd::take_activity`]).
@@ -233,8 +233,14 @@ impl fmt::Debug for Outlet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outlet")
             .field("epoch", &self.epoch)
-            .field("protocol", &self.protocol)
             .finish_non_exhaustive()
+    }
+}
+
+impl OutletState {
+    /// The buffer holds its limit: producers have to wait.
+    fn is_full(&self) -> bool {
+        self.buf.len() >= self.limit as usize
     }
 }
 
@@ -247,7 +253,7 @@ impl Outlet {
     /// open) and returns the connection's waker if it must be woken.
     fn put(&self, state: &mut OutletState, packet: Outbound) -> Option<Waker> {
         let mark = state.buf.len();
-        if encode_outbound(packet, self.protocol, &mut state.buf).is_err() {
+        if encode_outbound(packet, state.protocol, &mut state.buf).is_err() {
             state.buf.truncate(mark);
             state.skipped = state.skipped.saturating_add(1);
         }
@@ -260,7 +266,7 @@ impl Outlet {
         if state.ended {
             return Err(SendError::Closed);
         }
-        if state.buf.len() >= state.limit {
+        if state.is_full() {
             return Err(SendError::Full(packet));
         }
         let waker = self.put(&mut state, packet);
@@ -274,7 +280,7 @@ impl Outlet {
     /// The connection's wake-up, if one is due, is added to `wakes`.
     fn offer(&self, message: Outgoing, wakes: &mut Wakes) -> Result<(), Outgoing> {
         let mut state = self.lock();
-        if state.ended || state.buf.len() >= state.limit {
+        if state.ended || state.is_full() {
             return Err(message);
         }
         let packet = Outbound::Publish {
@@ -306,7 +312,7 @@ impl Outlet {
         let state = self.lock();
         if state.ended {
             Err(ReserveError::Closed)
-        } else if state.buf.len() >= state.limit {
+        } else if state.is_full() {
             Err(ReserveError::Full)
         } else {
             Ok(())
@@ -315,23 +321,21 @@ impl Outlet {
 
     /// Waits until a packet can be queued; fails when the link ended.
     async fn wait_for_room(&self) -> Result<(), ReserveError> {
-        loop {
-            let mut notified = pin!(self.room.notified());
-            // Registered before the check, so a take between the check and the wait is
-            // not missed.
-            notified.as_mut().enable();
-            {
-                let mut state = self.lock();
-                if state.ended {
-                    return Err(ReserveError::Closed);
-                }
-                if state.buf.len() < state.limit {
-                    return Ok(());
-                }
-                state.room_wanted = true;
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if state.ended {
+                return Poll::Ready(Err(ReserveError::Closed));
             }
-            notified.await;
-        }
+            if !state.is_full() {
+                return Poll::Ready(Ok(()));
+            }
+            // Registered under the lock the taker takes: no take is missed.
+            if !state.room.iter().any(|w| w.will_wake(cx.waker())) {
+                state.room.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Ends the link: no packet is taken any more and waiting producers fail. Returns what
@@ -342,8 +346,9 @@ impl Outlet {
         state.waker = None;
         state.signal_waker = None;
         let rest = std::mem::take(&mut state.buf);
+        let room = std::mem::take(&mut state.room);
         drop(state);
-        self.room.notify_waiters();
+        room.into_iter().for_each(Waker::wake);
         rest
     }
 }
@@ -470,13 +475,12 @@ pub enum Signal {
 pub fn link(epoch: Epoch, protocol: Protocol, capacity: usize) -> (ClientLink, LinkEnd) {
     let outlet = Arc::new(Outlet {
         epoch,
-        protocol,
         state: Mutex::new(OutletState {
-            limit: capacity.max(1),
+            limit: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
+            protocol,
             links: 1,
             ..Default::default()
         }),
-        room: Notify::new(),
     });
     let end = LinkEnd {
         outlet: outlet.clone(),
@@ -497,11 +501,9 @@ impl LinkEnd {
             if state.buf.capacity() > LINK_CAPACITY * 2 {
                 state.buf = BytesMut::new();
             }
-            let notify = std::mem::take(&mut state.room_wanted);
+            let room = std::mem::take(&mut state.room);
             drop(state);
-            if notify {
-                self.outlet.room.notify_waiters();
-            }
+            room.into_iter().for_each(Waker::wake);
             return Poll::Ready(());
         }
         // Idle: one small buffer is kept (in the link, where the next packet goes).
@@ -592,13 +594,12 @@ impl LinkEnd {
     pub async fn recv(&mut self) -> Option<Packet> {
         poll_fn(|cx| {
             let mut state = self.outlet.lock();
-            match codec::decode(&mut state.buf, self.outlet.protocol, usize::MAX) {
+            let protocol = state.protocol;
+            match codec::decode(&mut state.buf, protocol, usize::MAX) {
                 Ok(Some(packet)) => {
-                    let notify = std::mem::take(&mut state.room_wanted);
+                    let room = std::mem::take(&mut state.room);
                     drop(state);
-                    if notify {
-                        self.outlet.room.notify_waiters();
-                    }
+                    room.into_iter().for_each(Waker::wake);
                     Poll::Ready(Some(packet))
                 }
                 Ok(None) if state.ended => Poll::Ready(None),
@@ -616,7 +617,8 @@ impl LinkEnd {
     #[cfg(test)]
     pub fn try_recv(&mut self) -> Option<Packet> {
         let mut state = self.outlet.lock();
-        match codec::decode(&mut state.buf, self.outlet.protocol, usize::MAX) {
+        let protocol = state.protocol;
+        match codec::decode(&mut state.buf, protocol, usize::MAX) {
             Ok(packet) => packet,
             Err(e) => panic!("undecodable link contents: {e}"),
         }
@@ -802,7 +804,7 @@ impl ClientLink {
 
     /// The protocol level the client speaks.
     pub fn protocol(&self) -> Protocol {
-        self.outlet.protocol
+        self.outlet.lock().protocol
     }
 
     /// Queues a packet if there is room.
@@ -909,6 +911,42 @@ mod tests {
         drop(end);
         assert_eq!(link.try_send(Outbound::PingResp), Err(SendError::Closed));
         assert!(link.is_closed());
+    }
+
+    #[test]
+    fn an_outlet_stays_in_its_allocation_class() {
+        // With the `Arc` counts, 160 bytes: one more word would make every connection's
+        // outlet a 192-byte allocation.
+        assert!(
+            std::mem::size_of::<Outlet>() <= 144,
+            "Outlet: {}",
+            std::mem::size_of::<Outlet>()
+        );
+    }
+
+    #[tokio::test]
+    async fn every_producer_waiting_for_room_is_woken_by_one_take() {
+        let (link, end) = link(Epoch::next(), Protocol::V311, 2);
+        let end = Arc::new(end);
+        link.try_send(Outbound::PingResp).unwrap();
+        // The session waits for a reservation, the connection to answer a PINGREQ.
+        let session = tokio::spawn(link.clone().reserve());
+        let connection = tokio::spawn({
+            let end = end.clone();
+            async move { end.send(Outbound::PingResp).await }
+        });
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!session.is_finished() && !connection.is_finished());
+        let mut out = BytesMut::new();
+        poll_fn(|cx| end.poll_take(cx, &mut out)).await;
+        let within = std::time::Duration::from_secs(5);
+        let permit = tokio::time::timeout(within, session).await;
+        assert!(matches!(permit, Ok(Ok(Ok(_)))), "the session got room");
+        let sent = tokio::time::timeout(within, connection).await;
+        assert!(matches!(sent, Ok(Ok(Ok(())))), "the connection got room");
+        assert!(end.outlet.lock().room.is_empty(), "no waker kept");
     }
 
     #[test]
