@@ -48,8 +48,10 @@
 //! Hibernation: everybody addresses a session through its [`SessionRef`](super::SessionRef).
 //! A session with nothing to do for `session.hibernate_after` seconds (checked once per
 //! period: it goes between one and two periods after its last activity) stops its actor
-//! and leaves this struct in its slot as a [`Dormant`] record; the first message that needs
-//! it starts the actor again from the record, on the same arbiter (see the slot module for
+//! and leaves in its slot a [`Dormant`] record of what it holds that is not the default
+//! (64 bytes, and a boxed extra part only for rare state: a will, subscriptions, inbound
+//! QoS 2 ids, permissions, an owner...); the first message that needs it starts the actor
+//! again, rebuilt from the record, on the same arbiter (see the slot module for
 //! why nothing is lost or reordered). Idle means: nothing queued or inflight, no control
 //! packet or acknowledgement waiting, no publish held, no room reservation, no message
 //! pending on the lane, no future of the actor's own pending (counted in `tasks`: routing,
@@ -1015,18 +1017,98 @@ impl Handler<Wake> for Session {
     fn handle(&mut self, _msg: Wake, _ctx: &mut Self::Context) {}
 }
 
-/// What a dormant session leaves in its slot: the session's state and its arbiter, where
-/// its actor starts again.
+/// What a dormant session leaves in its slot, where its actor starts again from: only what
+/// an idle session can hold that is not the default (see [`Session::may_hibernate`] for
+/// what is empty then), so that the common idle session (no will, no subscriptions,
+/// default permissions, anonymous, online) pays for this compact part only, and the rare
+/// rest goes into one boxed [`DormantExtras`]. Everything else of the [`Session`] is its
+/// default when it wakes: no control packet, acknowledgement, held publish, room
+/// reservation or task is pending, the resend timer does not run, and the serial of the
+/// next pending acknowledgement may start again (no pending one holds one).
 pub struct Dormant {
-    session: Session,
+    node: Arc<Node>,
+    /// The arbiter its actor starts again on.
     arbiter: ArbiterHandle,
+    direct: Arc<Direct>,
+    link: Option<ClientLink>,
+    /// `None` while all of it would be the default.
+    extras: Option<Box<DormantExtras>>,
+    expiry_secs: u32,
+    protocol: Protocol,
+}
+
+/// The rarely non-default state of a dormant session (see [`Dormant`]).
+#[derive(Default)]
+struct DormantExtras {
+    will: Option<Box<LastWill>>,
+    subscriptions: Lazy<HashMap<String, Subscription>>,
+    inbound_qos2: Lazy<HashSet<u16>>,
+    /// Offline: when the session expires ([`Timer::Until`]).
+    expires_at: Option<Instant>,
+    permissions: Permissions,
+    owner: Option<Arc<str>>,
+    refused: Option<Epoch>,
+    client_max_packet: Option<NonZeroU32>,
+    overflow_streak: u32,
+}
+
+impl DormantExtras {
+    /// True when every part is the default (then nothing needs to be kept).
+    fn is_default(&self) -> bool {
+        self.will.is_none()
+            && self.subscriptions.0.is_none()
+            && self.inbound_qos2.0.is_none()
+            && self.expires_at.is_none()
+            && self.permissions == Permissions::default()
+            && self.owner.is_none()
+            && self.refused.is_none()
+            && self.client_max_packet.is_none()
+            && self.overflow_streak == 0
+    }
 }
 
 impl Session {
-    /// Starts the actor of a dormant session again, on its arbiter.
-    pub(super) fn wake(dormant: Dormant) -> Addr<Session> {
-        let Dormant { session, arbiter } = dormant;
-        Metrics::sub(&session.node.metrics.sessions_dormant, 1);
+    /// Starts the actor of a dormant session again, on its arbiter, rebuilt from its
+    /// record; `slot` is how everybody addresses it.
+    pub(super) fn wake(dormant: Dormant, slot: WeakSessionRef) -> Addr<Session> {
+        let Dormant {
+            node,
+            arbiter,
+            direct,
+            link,
+            extras,
+            expiry_secs,
+            protocol,
+        } = dormant;
+        Metrics::sub(&node.metrics.sessions_dormant, 1);
+        let mut session = Session::new(node, direct);
+        session.slot = slot;
+        session.link = link;
+        session.expiry_secs = expiry_secs;
+        session.protocol = protocol;
+        if let Some(extras) = extras {
+            let DormantExtras {
+                will,
+                subscriptions,
+                inbound_qos2,
+                expires_at,
+                permissions,
+                owner,
+                refused,
+                client_max_packet,
+                overflow_streak,
+            } = *extras;
+            session.will = will;
+            session.subscriptions = subscriptions;
+            session.inbound_qos2 = inbound_qos2;
+            // The actor's expiry starts again as it starts.
+            session.timer = expires_at.map_or(Timer::Idle, Timer::Until);
+            session.permissions = permissions;
+            session.owner = owner;
+            session.refused = refused;
+            session.client_max_packet = client_max_packet;
+            session.overflow_streak = overflow_streak;
+        }
         Session::start_in_arbiter(&arbiter, move |_| session)
     }
 
@@ -1097,28 +1179,79 @@ impl Session {
     }
 
     /// The record this idle session leaves in its slot (under the slot's lock); this actor
-    /// is left an empty shell, which stops.
+    /// is left an empty shell, which stops. Every field is taken apart here, so that a new
+    /// one must be kept in the record or known to be the default when idle.
     fn leave_dormant(&mut self, ctx: &mut Context<Self>) -> Box<Dormant> {
         let shell = Session {
             hibernated: true,
             ..Session::new(self.node.clone(), self.direct.clone())
         };
-        let mut session = std::mem::replace(self, shell);
-        if let Timer::Expiry(handle, at) = session.timer {
-            ctx.cancel_future(handle);
-            session.timer = Timer::Until(at);
-            self.node.registry.do_send(WakeAt {
-                client_id: session.client_id().clone(),
-                at,
-            });
-        }
-        // Empty when idle; their allocations are let go.
-        session.control.clear();
-        session.acks.clear();
-        Metrics::incr(&session.node.metrics.sessions_dormant);
+        let Session {
+            node,
+            link,
+            protocol,
+            direct,
+            control,
+            subscriptions,
+            inbound_qos2,
+            will,
+            expiry_secs,
+            timer,
+            waiting_for_room,
+            client_max_packet,
+            overflow_streak,
+            ending,
+            permissions,
+            owner,
+            refused,
+            held_routes,
+            acks,
+            ack_serial: _,
+            slot: _,
+            tasks,
+            stirred: _,
+            hibernated,
+        } = std::mem::replace(self, shell);
+        // What `may_hibernate` found empty; their allocations are let go.
+        debug_assert!(control.is_empty() && acks.is_empty() && held_routes.is_none());
+        debug_assert!(waiting_for_room.is_none() && tasks == 0 && !ending && !hibernated);
+        let expires_at = match timer {
+            Timer::Expiry(handle, at) => {
+                ctx.cancel_future(handle);
+                node.registry.do_send(WakeAt {
+                    client_id: direct.client_id().clone(),
+                    at,
+                });
+                Some(at)
+            }
+            Timer::Idle => None,
+            // Not idle (`may_hibernate`), or stopped by the `Hibernate` handler.
+            Timer::Restored(_) | Timer::Until(_) | Timer::Retry(_) => {
+                debug_assert!(false, "a hibernating session's timer is {timer:?}");
+                None
+            }
+        };
+        let extras = DormantExtras {
+            will,
+            subscriptions,
+            // Kept when it empties (on the QoS 2 path): not while dormant.
+            inbound_qos2: Lazy(inbound_qos2.0.filter(|ids| !ids.is_empty())),
+            expires_at,
+            permissions,
+            owner,
+            refused,
+            client_max_packet,
+            overflow_streak,
+        };
+        Metrics::incr(&node.metrics.sessions_dormant);
         Box::new(Dormant {
-            session,
+            node,
             arbiter: Arbiter::current(),
+            direct,
+            link,
+            extras: (!extras.is_default()).then(|| Box::new(extras)),
+            expiry_secs,
+            protocol,
         })
     }
 }
@@ -3036,6 +3169,74 @@ mod tests {
         assert!(node.store.session("p").unwrap().is_none());
         let m = node.metrics.snapshot();
         assert_eq!((m.sessions, m.sessions_dormant, m.subscriptions), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_dormant_record_is_compact() {
+        // jemalloc's 48-byte class; the rare state is boxed apart (`DormantExtras`).
+        let size = std::mem::size_of::<Dormant>();
+        assert!(size <= 48, "Dormant is {size} bytes");
+    }
+
+    #[actix_rt::test]
+    async fn a_plain_idle_session_keeps_no_extras_and_a_rare_one_gets_them_back_on_wake() {
+        let node = sleepy_node();
+        let (plain, _, _plain_end) = attach(&node, "plain", true, AttachOptions::default()).await;
+        until_dormant(&plain).await;
+        assert_eq!(plain.with_dormant(|d| d.extras.is_none()), Some(true));
+        let rules: Vec<crate::auth::TopicRule> = vec!["deny subscribe secret/#".parse().unwrap()];
+        let options = AttachOptions {
+            permissions: Permissions::compile(&rules, crate::auth::Access::Allow, "rare", None),
+            max_packet_size: Some(100),
+            owner: Some(Arc::from("alice")),
+            ..persistent()
+        };
+        let (rare, epoch, mut end) = attach(&node, "rare", false, options).await;
+        until_dormant(&rare).await;
+        assert_eq!(rare.with_dormant(|d| d.extras.is_some()), Some(true));
+        // Its permissions: the filter is refused.
+        inbound(&rare, epoch, subscribe("secret/x", QoS::AtMostOnce))
+            .await
+            .unwrap();
+        assert!(matches!(next(&mut end).await, Packet::SubAck(a) if a.return_codes == vec![0x80]));
+        until_dormant(&rare).await;
+        // Its Maximum Packet Size: a bigger message is dropped, a small one goes out.
+        let big = Envelope::new(crate::actors::envelope::Message {
+            from: ClientId::from("p"),
+            topic: crate::actors::TopicName::from("t"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            payload: Bytes::from(vec![0u8; 200]),
+            properties: codec::Properties::default(),
+        });
+        for envelope in [big, envelope(1, QoS::AtMostOnce)] {
+            rare.send(Deliver {
+                envelope,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                subscription_ids: Vec::new(),
+                persist: Persist::Volatile,
+            })
+            .await
+            .unwrap();
+        }
+        match next(&mut end).await {
+            Packet::Publish(p) => assert_eq!(p.payload.as_ref(), 1u32.to_be_bytes()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(node.metrics.snapshot().dropped, 1);
+        until_dormant(&rare).await;
+        // Its owner: written with the record as the client goes.
+        rare.send(Detached {
+            epoch,
+            publish_will: false,
+            session_expiry: None,
+        })
+        .await
+        .unwrap();
+        node.store.sync().unwrap();
+        let record = node.store.session("rare").unwrap().expect("persistent");
+        assert_eq!(record.owner.as_deref(), Some("alice"));
     }
 
     /// Begins hibernating if the session is idle (as its timer would), counting in the atomic

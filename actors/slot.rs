@@ -103,11 +103,14 @@ pub(super) enum Woken {
 }
 
 impl Inner {
-    /// Starts the actor again if the session is dormant.
-    fn wake(&mut self) {
+    /// Starts the actor again if the session is dormant (`slot` is this `Inner`'s).
+    fn wake(&mut self, slot: &Arc<Slot>) {
         if matches!(self.state, State::Dormant(_)) {
             if let State::Dormant(dormant) = std::mem::replace(&mut self.state, State::Ended) {
-                self.state = State::Live(Session::wake(*dormant));
+                let weak = WeakSessionRef {
+                    slot: Arc::downgrade(slot),
+                };
+                self.state = State::Live(Session::wake(*dormant, weak));
             }
         }
     }
@@ -169,7 +172,7 @@ impl SessionRef {
     {
         let sent = {
             let mut inner = self.slot.lock();
-            inner.wake();
+            inner.wake(&self.slot);
             let inner = &mut *inner;
             match &mut inner.state {
                 State::Live(addr) => {
@@ -202,7 +205,7 @@ impl SessionRef {
         M::Result: Send,
     {
         let mut inner = self.slot.lock();
-        inner.wake();
+        inner.wake(&self.slot);
         match &mut inner.state {
             State::Live(addr) => addr.try_send(msg),
             State::Hibernating(h) if h.queue.len() >= MAILBOX => Err(SendError::Full(msg)),
@@ -223,7 +226,7 @@ impl SessionRef {
         M::Result: Send,
     {
         let mut inner = self.slot.lock();
-        inner.wake();
+        inner.wake(&self.slot);
         match &mut inner.state {
             State::Live(addr) => addr.do_send(msg),
             State::Hibernating(h) => h.queue.push_back(Envelope::new(msg, None)),
@@ -243,6 +246,15 @@ impl SessionRef {
     /// True while the session is dormant (its actor stopped, its state kept here).
     pub fn is_dormant(&self) -> bool {
         matches!(self.slot.lock().state, State::Dormant(_))
+    }
+
+    /// `f` of the session's record while it is dormant.
+    #[cfg(test)]
+    pub(super) fn with_dormant<R>(&self, f: impl FnOnce(&Dormant) -> R) -> Option<R> {
+        match &self.slot.lock().state {
+            State::Dormant(dormant) => Some(f(dormant)),
+            _ => None,
+        }
     }
 
     /// A weak handle on the same session.
