@@ -528,6 +528,16 @@ impl LinkEnd {
         std::mem::take(&mut self.outlet.lock().taken)
     }
 
+    /// The connection's epoch (a parked connection keeps it here only).
+    pub fn epoch(&self) -> Epoch {
+        self.outlet.epoch
+    }
+
+    /// The protocol level the client speaks (a parked connection keeps it here only).
+    pub fn protocol(&self) -> Protocol {
+        self.outlet.protocol
+    }
+
     /// For a connection that leaves its task (a parked one): registers `waker` for all it
     /// waits for on the link (packets to write, a close request, the session's end) and
     /// drops the idle buffer. `true` when one of them is there already (then nothing is

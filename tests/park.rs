@@ -55,6 +55,38 @@ async fn an_idle_connection_parks_and_wakes_for_a_ping() {
 }
 
 #[tokio::test]
+async fn parked_connections_wake_one_by_one_and_park_again_in_freed_slots() {
+    let broker = broker();
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let id = format!("turn{i}");
+        clients.push(
+            RawClient::connect(broker.addr, Protocol::V311, &id, true)
+                .await
+                .0,
+        );
+    }
+    parked(&broker, 5).await;
+    // Each wake frees a slot that the next park reuses with a new generation: every
+    // client still reaches its own connection.
+    for round in 0..2 {
+        for i in [3, 0, 4, 1, 2] {
+            clients[i].send(&Packet::PingReq).await;
+            assert_eq!(
+                clients[i].recv().await,
+                Packet::PingResp,
+                "round {round}, client {i}"
+            );
+            parked(&broker, 5).await;
+        }
+    }
+    for client in clients {
+        client.disconnect().await;
+    }
+    parked(&broker, 0).await;
+}
+
+#[tokio::test]
 async fn a_parked_subscriber_gets_every_message_in_order() {
     let broker = broker();
     let (mut sub, _) = RawClient::connect(broker.addr, Protocol::V311, "sub", true).await;

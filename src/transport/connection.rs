@@ -287,7 +287,7 @@ impl<W: AsyncWrite + Unpin> Outflow<W> {
 /// Parks an idle attached connection: takes its two halves and what it keeps while idle
 /// (see [`park`](super::park)). Only transports that can hand their socket to a readiness
 /// table have one (plain TCP).
-pub(crate) type Parker<R, W> = fn(R, W, Idle);
+pub(crate) type Parker<R, W> = fn(R, W, Arc<Node>, Idle);
 
 /// Serves one client connection until it closes. `gate` authenticates its CONNECT;
 /// `parker`, if any, parks the connection while it is idle.
@@ -352,8 +352,8 @@ async fn attached<R, W>(
             Ok(Exit::Idle) => {
                 // A batch the client does not read keeps the connection in its task.
                 if let (Some(park), true) = (parker, outflow.out.is_empty()) {
-                    let (reader, idle) = conn.into_idle(established);
-                    park(reader, outflow.writer, idle);
+                    let (reader, node, idle) = conn.into_idle(established);
+                    park(reader, outflow.writer, node, idle);
                     return;
                 }
             }
@@ -376,63 +376,133 @@ async fn attached<R, W>(
     .await;
 }
 
-/// An idle attached connection without its socket: what a parked connection keeps.
+/// An idle attached connection without its socket, its node and its peer address: what a
+/// parked connection keeps (32 bytes; the table of parked connections holds the node, the
+/// socket knows the peer). The rest of the connection is found again on resume: its epoch
+/// and protocol in its link, its client id in its [`Direct`].
 pub(crate) struct Idle {
-    node: Arc<Node>,
-    peer: SocketAddr,
-    epoch: Epoch,
-    protocol: Protocol,
-    last_packet: Instant,
-    established: Established,
+    session: SessionRef,
+    direct: Arc<Direct>,
+    end: LinkEnd,
+    /// When the client last sent a complete packet (a [`Stamp`]).
+    last_packet: u32,
+    /// The keep-alive in milliseconds (0: none; it is at most 98,302,500) and, in
+    /// [`EXPIRY_WAS_ZERO`], `Established::expiry_was_zero`.
+    keep_alive: u32,
+}
+
+/// The bit of [`Idle::keep_alive`] holding `Established::expiry_was_zero`.
+const EXPIRY_WAS_ZERO: u32 = 1 << 31;
+
+/// The process's clock for parked connections: milliseconds since its first reading,
+/// wrapping every 49.7 days. Differences of two stamps are right for intervals shorter than
+/// that; a parked keep-alive (at most 27.3 hours) is always one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp(u32);
+
+/// When [`Stamp`] counts from.
+static STAMP_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+impl Stamp {
+    /// The stamp of `now`.
+    pub(crate) fn now() -> Stamp {
+        Stamp::of(Instant::now())
+    }
+
+    /// The stamp of `at` (rounded down to the millisecond).
+    fn of(at: Instant) -> Stamp {
+        let start = *STAMP_START.get_or_init(Instant::now);
+        // Truncating to 32 bits is the wrap-around.
+        match at.checked_duration_since(start) {
+            Some(since) => Stamp(since.as_millis() as u32),
+            None => Stamp(0u32.wrapping_sub((start - at).as_millis() as u32)),
+        }
+    }
+
+    /// Milliseconds from `earlier` to `self`.
+    fn since(self, earlier: Stamp) -> u32 {
+        self.0.wrapping_sub(earlier.0)
+    }
 }
 
 impl Idle {
-    /// The node the connection belongs to.
-    pub(super) fn node(&self) -> &Arc<Node> {
-        &self.node
-    }
-
-    /// When the client's keep-alive runs out, if it has one.
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        self.established.keep_alive.map(|ka| self.last_packet + ka)
+    /// Whether the client's keep-alive ran out before `now` (`false` without one).
+    pub(super) fn expired(&self, now: Stamp) -> bool {
+        let keep_alive = self.keep_alive & !EXPIRY_WAS_ZERO;
+        // Both stamps are rounded down: only more than the keep-alive is surely past it.
+        keep_alive != 0 && now.since(Stamp(self.last_packet)) > keep_alive
     }
 
     /// Registers `waker` for everything the session may send the connection (see
     /// [`LinkEnd::watch`]); `true` when something is there already.
     pub(super) fn watch(&self, waker: &Waker) -> bool {
-        self.established.end.watch(waker)
+        self.end.watch(waker)
     }
 
-    /// Serves the connection again, on the halves of its socket.
-    pub(super) async fn resume<R, W>(self, reader: R, writer: W, parker: Option<Parker<R, W>>)
-    where
+    /// Serves the connection again, on the halves of its socket, connected to `peer`.
+    pub(super) async fn resume<R, W>(
+        self,
+        reader: R,
+        writer: W,
+        node: Arc<Node>,
+        peer: SocketAddr,
+        parker: Option<Parker<R, W>>,
+    ) where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin + 'static,
     {
+        let (established, last_packet) = self.wake_up(Instant::now());
         let conn = Connection::new(
             reader,
-            self.node,
-            self.peer,
-            self.epoch,
-            self.protocol,
-            self.last_packet,
+            node,
+            peer,
+            established.end.epoch(),
+            established.end.protocol(),
+            last_packet,
         );
-        attached(conn, writer, self.established, parker).await;
+        attached(conn, writer, established, parker).await;
     }
 
-    /// Ends a connection whose socket was lost while it parked or woke up: like a
-    /// connection lost without DISCONNECT (the will is published), with nothing written.
-    pub(super) fn abandon(self, error: &std::io::Error) {
-        self.established.end.end();
-        self.established.session.do_send(Detached {
-            epoch: self.epoch,
+    /// What the connection had before it parked, as of `now`: its `Established` and when
+    /// the client last sent a packet. That instant is never earlier than the real one (both
+    /// stamps are rounded down), so a keep-alive never runs out early: at most 2 ms late.
+    fn wake_up(self, now: Instant) -> (Established, Instant) {
+        let elapsed = Stamp::of(now)
+            .since(Stamp(self.last_packet))
+            .saturating_sub(1);
+        let last_packet = now
+            .checked_sub(Duration::from_millis(u64::from(elapsed)))
+            .unwrap_or(now);
+        let keep_alive = self.keep_alive & !EXPIRY_WAS_ZERO;
+        let established = Established {
+            client_id: self.direct.client_id().clone(),
+            session: self.session,
+            direct: self.direct,
+            keep_alive: (keep_alive != 0).then(|| Duration::from_millis(u64::from(keep_alive))),
+            expiry_was_zero: self.keep_alive & EXPIRY_WAS_ZERO != 0,
+            end: self.end,
+        };
+        (established, last_packet)
+    }
+
+    /// Ends a connection of `node` whose socket (connected to `peer`, if it can still say)
+    /// was lost while it parked or woke up: like a connection lost without DISCONNECT (the
+    /// will is published), with nothing written.
+    pub(super) fn abandon(self, node: &Node, peer: Option<SocketAddr>, error: &std::io::Error) {
+        let epoch = self.end.epoch();
+        self.end.end();
+        self.session.do_send(Detached {
+            epoch,
             publish_will: true,
             session_expiry: None,
         });
-        let log = connection_log(&self.node, self.peer, self.epoch);
-        info!(log, "connection lost"; "client_id" => %self.established.client_id,
+        let log = match peer {
+            Some(peer) => connection_log(node, peer, epoch),
+            None => node.log.new(o!("connection" => epoch.to_string())),
+        };
+        info!(log, "connection lost"; "client_id" => %self.direct.client_id(),
             "reason" => "socket lost while parking", "error" => %error);
-        Metrics::sub(&self.node.metrics.connections, 1);
+        Metrics::sub(&node.metrics.connections, 1);
     }
 }
 
@@ -618,27 +688,32 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
     }
 
-    /// Takes the socket's reading half out; the rest, with `established`, is what the
-    /// connection keeps while it is parked (the read buffer is empty and goes).
-    fn into_idle(self, established: Established) -> (R, Idle) {
-        let Connection {
-            reader,
-            node,
-            peer,
-            epoch,
-            protocol,
-            last_packet,
+    /// Takes the socket's reading half and the node out; the rest, with `established`, is
+    /// what the connection keeps while it is parked (the read buffer is empty and goes; the
+    /// epoch and protocol are in the link, the client id in the `Direct`, and the peer
+    /// address in the socket).
+    fn into_idle(self, established: Established) -> (R, Arc<Node>, Idle) {
+        let Established {
+            session,
+            direct,
+            end,
+            keep_alive,
+            expiry_was_zero,
             ..
-        } = self;
+        } = established;
+        // At most 65,535 s x 1.5 (`connect::keep_alive`): well below the flag bit.
+        let keep_alive = keep_alive.map_or(0, |ka| {
+            u32::try_from(ka.as_millis())
+                .map_or(EXPIRY_WAS_ZERO - 1, |ms| ms.clamp(1, EXPIRY_WAS_ZERO - 1))
+        });
         let idle = Idle {
-            node,
-            peer,
-            epoch,
-            protocol,
-            last_packet,
-            established,
+            session,
+            direct,
+            end,
+            last_packet: Stamp::of(self.last_packet).0,
+            keep_alive: keep_alive | if expiry_was_zero { EXPIRY_WAS_ZERO } else { 0 },
         };
-        (reader, idle)
+        (self.reader, self.node, idle)
     }
 
     /// The connection's logger, built when something is logged (an idle connection keeps
@@ -1312,6 +1387,57 @@ mod tests {
         // An active connection's task. An idle one parks (plain TCP) and keeps no task.
         let limit = 1024;
         assert!(size <= limit, "connection future is {size} bytes");
+    }
+
+    #[actix_rt::test]
+    async fn a_parked_connection_comes_back_as_it_left() {
+        let node = node();
+        let (session, _, end) =
+            crate::actors::testing::attach(&node, "parks", true, Default::default()).await;
+        let epoch = end.epoch();
+        let direct = Direct::new(
+            ClientId::from("parks"),
+            node.store.clone(),
+            node.metrics.clone(),
+            crate::actors::outbox::Outbox::new(crate::actors::outbox::Limits {
+                max_messages: 1,
+                max_bytes: 1,
+                max_inflight: 1,
+            }),
+        );
+        let mut established = Established {
+            client_id: ClientId::from("parks"),
+            session,
+            direct: Arc::new(direct),
+            end,
+            keep_alive: Some(Duration::from_millis(1500)),
+            expiry_was_zero: true,
+        };
+        let (peer, _) = loopback(&node);
+        let node = Arc::new(node);
+        let left = Instant::now() - Duration::from_millis(700);
+        for keep_alive in [Some(Duration::from_millis(1500)), None] {
+            established.keep_alive = keep_alive;
+            established.expiry_was_zero = keep_alive.is_some();
+            let (reader, _) = tokio::io::split(tokio::io::duplex(64).1);
+            let conn = Connection::new(reader, node.clone(), peer, epoch, Protocol::V311, left);
+            let (_, _, idle) = conn.into_idle(established);
+            let after = |ms| Stamp::of(left + Duration::from_millis(ms));
+            assert!(!idle.expired(after(1500)));
+            assert_eq!(idle.expired(after(1502)), keep_alive.is_some());
+            let (back, last_packet) = idle.wake_up(left + Duration::from_millis(900));
+            assert_eq!(back.keep_alive, keep_alive);
+            assert_eq!(back.expiry_was_zero, keep_alive.is_some());
+            assert_eq!(back.client_id, ClientId::from("parks"));
+            assert_eq!(back.end.epoch(), epoch);
+            assert_eq!(back.end.protocol(), Protocol::V311);
+            assert!(
+                last_packet >= left && last_packet <= left + Duration::from_millis(2),
+                "last packet moved by {:?}",
+                last_packet.saturating_duration_since(left)
+            );
+            established = back;
+        }
     }
 
     #[actix_rt::test]

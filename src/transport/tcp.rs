@@ -112,26 +112,35 @@ async fn serve(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, gate: Gate)
     connection::serve(reader, writer, peer, node, gate, Some(park)).await;
 }
 
-/// Parks an idle connection (see [`park`](super::park)): its socket leaves tokio's
+/// Parks an idle connection of `node` (see [`park`](super::park)): its socket leaves tokio's
 /// reactor for the arbiter's table of parked connections.
-fn park(reader: OwnedReadHalf, writer: OwnedWriteHalf, idle: Idle) {
-    let socket = reader
-        .reunite(writer)
-        .map_err(|_| std::io::Error::other("halves of different sockets"))
-        .and_then(TcpStream::into_std);
-    match socket {
-        Ok(socket) => park::park(socket, idle),
-        Err(e) => idle.abandon(&e),
+fn park(reader: OwnedReadHalf, writer: OwnedWriteHalf, node: Arc<Node>, idle: Idle) {
+    let stream = match reader.reunite(writer) {
+        Ok(stream) => stream,
+        Err(e) => {
+            let peer = e.0.peer_addr().ok();
+            let error = std::io::Error::other("halves of different sockets");
+            return idle.abandon(&node, peer, &error);
+        }
+    };
+    let peer = stream.peer_addr().ok();
+    match stream.into_std() {
+        Ok(socket) => park::park(socket, node, idle),
+        Err(e) => idle.abandon(&node, peer, &e),
     }
 }
 
-/// Serves a parked connection again, on the current arbiter.
-pub(super) async fn resume(socket: std::net::TcpStream, idle: Idle) {
+/// Serves a parked connection of `node` again, on the current arbiter.
+pub(super) async fn resume(socket: std::net::TcpStream, node: Arc<Node>, idle: Idle) {
+    // A socket that cannot name its peer any more is reset: the first read says so and
+    // ends the connection as usual (its log then names the peer 0.0.0.0:0).
+    let peer = socket.peer_addr().ok();
     match TcpStream::from_std(socket) {
         Ok(stream) => {
             let (reader, writer) = stream.into_split();
-            idle.resume(reader, writer, Some(park)).await;
+            let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            idle.resume(reader, writer, node, peer, Some(park)).await;
         }
-        Err(e) => idle.abandon(&e),
+        Err(e) => idle.abandon(&node, peer, &e),
     }
 }
