@@ -535,7 +535,7 @@ impl LinkEnd {
 
     /// The protocol level the client speaks (a parked connection keeps it here only).
     pub fn protocol(&self) -> Protocol {
-        self.outlet.protocol
+        self.outlet.lock().protocol
     }
 
     /// For a connection that leaves its task (a parked one): registers `waker` for all it

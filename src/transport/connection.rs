@@ -1397,8 +1397,6 @@ mod tests {
         let epoch = end.epoch();
         let direct = Direct::new(
             ClientId::from("parks"),
-            node.store.clone(),
-            node.metrics.clone(),
             crate::actors::outbox::Outbox::new(crate::actors::outbox::Limits {
                 max_messages: 1,
                 max_bytes: 1,
