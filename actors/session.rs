@@ -1181,7 +1181,7 @@ impl Session {
     /// The record this idle session leaves in its slot (under the slot's lock); this actor
     /// is left an empty shell, which stops. Every field is taken apart here, so that a new
     /// one must be kept in the record or known to be the default when idle.
-    fn leave_dormant(&mut self, ctx: &mut Context<Self>) -> Box<Dormant> {
+    fn leave_dormant(&mut self, ctx: &mut Context<Self>) -> Dormant {
         let shell = Session {
             hibernated: true,
             ..Session::new(self.node.clone(), self.direct.clone())
@@ -1244,7 +1244,7 @@ impl Session {
             overflow_streak,
         };
         Metrics::incr(&node.metrics.sessions_dormant);
-        Box::new(Dormant {
+        Dormant {
             node,
             arbiter: Arbiter::current(),
             direct,
@@ -1252,7 +1252,7 @@ impl Session {
             extras: (!extras.is_default()).then(|| Box::new(extras)),
             expiry_secs,
             protocol,
-        })
+        }
     }
 }
 
