@@ -23,7 +23,7 @@
 //! which holds back the publisher's connection (and so the publisher, through TCP); the
 //! client's later publishes wait in a queue behind it (`held_routes`), so they keep their
 //! order, and are all routed at once when its wait ends.
-//! Topics put QoS 0 messages for this client straight on its link through its [`Lane`]
+//! Topics put QoS 0 messages for this client straight on its link through its [`Lane`](super::link::Lane)
 //! while the session has nothing waiting for the link ([`LaneDeliver`] otherwise), and
 //! QoS 1/2 messages too, through the outbox it shares with them ([`Direct`]), when the
 //! inflight window has room. A publish to a Topic that never had a persistent subscriber
@@ -927,7 +927,7 @@ impl Handler<Deliver> for Session {
     }
 }
 
-/// A [`Deliver`] from a Topic that counted it as pending on this session's [`Lane`]: once
+/// A [`Deliver`] from a Topic that counted it as pending on this session's [`Lane`](super::link::Lane): once
 /// it is queued or written, later QoS 0 messages may take the lane again.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -1018,10 +1018,10 @@ impl Handler<Wake> for Session {
 }
 
 /// What a dormant session leaves in its slot, where its actor starts again from: only what
-/// an idle session can hold that is not the default (see [`Session::may_hibernate`] for
+/// an idle session can hold that is not the default (see `Session::may_hibernate` for
 /// what is empty then), so that the common idle session (no will, no subscriptions,
 /// default permissions, anonymous, online) pays for this compact part only, and the rare
-/// rest goes into one boxed [`DormantExtras`]. Everything else of the [`Session`] is its
+/// rest goes into one boxed `DormantExtras`. Everything else of the [`Session`] is its
 /// default when it wakes: no control packet, acknowledgement, held publish, room
 /// reservation or task is pending, the resend timer does not run, and the serial of the
 /// next pending acknowledgement may start again (no pending one holds one).

@@ -9,12 +9,12 @@
 //! per-message matching and no payload copy: every delivery shares the same envelope.
 //!
 //! Fast path: while the subscriber's session has nothing waiting for its link, a QoS 0
-//! delivery goes straight onto the link through the session's [`Lane`], and a QoS 1/2 one
+//! delivery goes straight onto the link through the session's [`Lane`](super::link::Lane), and a QoS 1/2 one
 //! through the session's shared outbound state ([`Direct`]: packet id and inflight entry
 //! taken there, if the inflight window has room; while the window is full the message goes
 //! into the session's queue there, to be sent on the next acknowledgement), so the common
 //! case costs no actor message and no turn of the subscriber's session. Otherwise it goes to the session as a
-//! [`LaneDeliver`], which keeps it behind what the session holds (see [`Lane`] for the
+//! [`LaneDeliver`], which keeps it behind what the session holds (see [`Lane`](super::link::Lane) for the
 //! ordering argument).
 //! Neither the lane nor the direct path needs the session's actor, so a dormant
 //! (hibernating) subscriber stays dormant while it receives; a message for its mailbox wakes
