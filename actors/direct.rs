@@ -29,7 +29,7 @@ use super::ids::ClientId;
 use super::link::{ClientLink, Epoch, Lane, Outbound, Wakes};
 use super::outbox::{Outbox, Outgoing};
 use super::session::ArmRetry;
-use super::slot::WeakSessionRef;
+use super::slot::{SessionRef, WeakSessionRef};
 use crate::codec::{Protocol, QoS};
 use crate::metrics::Metrics;
 use crate::store::{Batch, InflightRecord, InflightStage, Store};
@@ -171,6 +171,20 @@ impl Direct {
     /// The session's lane, where Topics put QoS 0 messages straight on its link.
     pub fn lane(&self) -> &Lane {
         &self.lane
+    }
+
+    /// The session, if it still exists (its handle is set when it starts).
+    pub fn session(&self) -> Option<SessionRef> {
+        self.lock().0.session.as_ref()?.upgrade()
+    }
+
+    /// True when this is `session`'s outbound state.
+    pub fn is_of(&self, session: &SessionRef) -> bool {
+        self.lock()
+            .0
+            .session
+            .as_ref()
+            .is_some_and(|s| s.is(session))
     }
 
     /// True while the session's queue is over its limit under the backpressure policy:

@@ -38,7 +38,7 @@ use super::direct::Direct;
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::session::Session;
-use super::slot::{SessionRef, WeakSessionRef};
+use super::slot::SessionRef;
 use super::topic::{Admission, Distribute, Intake, Topic};
 use crate::codec::SubscriptionOptions;
 use crate::topic::FilterTrie;
@@ -73,15 +73,12 @@ pub enum Offer<H, M, R = M> {
     Absent(R),
 }
 
-/// A registered session: its handle, and its way around its mailbox (its shared outbound
-/// state, with its lane).
-struct SessionRoute {
-    /// Weak: the Registry holds the session's handle for exactly as long as this entry
-    /// exists (both change in the same Registry step), and a dormant session holds the
-    /// node, and so these routes: a strong handle here would make a cycle.
-    session: WeakSessionRef,
-    direct: Arc<Direct>,
-}
+/// A registered session: its shared outbound state (with its lane, and a weak handle on
+/// the session: [`Direct::session`]). Weak, because the Registry holds the session's handle
+/// for exactly as long as this entry exists (both change in the same Registry step), and
+/// a dormant session holds the node, and so these routes: a strong handle here would make
+/// a cycle. One word per entry: every client id has one.
+type SessionRoute = Arc<Direct>;
 
 /// How a message offered to a running Topic fared ([`Routes::offer_topic`]): when no
 /// Topic runs, the envelope is handed back, not built into a message.
@@ -139,9 +136,13 @@ impl Routes {
 
     /// The session of client id `name`, if one exists (online or offline).
     pub fn session(&self, name: &str) -> Option<SessionRef> {
-        self.sessions
-            .get(name)
-            .and_then(|a| a.value().session.upgrade())
+        self.direct(name)?.session()
+    }
+
+    /// The shared outbound state registered for client id `name`, cloned out of the map
+    /// (its lock is never taken under the map's).
+    fn direct(&self, name: &str) -> Option<Arc<Direct>> {
+        self.sessions.get(name).map(|entry| entry.value().clone())
     }
 
     /// Offers `msg` to the session of client id `name` through its stored handle (see the
@@ -152,10 +153,10 @@ impl Routes {
         M: Message + Send + 'static,
         M::Result: Send,
     {
-        let Some(entry) = self.sessions.get(name) else {
+        let Some(direct) = self.direct(name) else {
             return Offer::Absent(msg);
         };
-        match entry.value().session.upgrade() {
+        match direct.session() {
             Some(session) => offer(&session, msg),
             None => Offer::Closed(msg),
         }
@@ -226,10 +227,7 @@ impl Routes {
     /// The shared outbound state (with the lane) of `session`, registered for client id
     /// `name`; `None` when `session` is not the one registered for the name.
     pub fn lane(&self, name: &str, session: &SessionRef) -> Option<Arc<Direct>> {
-        self.sessions
-            .get(name)
-            .filter(|entry| entry.value().session.is(session))
-            .map(|entry| entry.value().direct.clone())
+        self.direct(name).filter(|direct| direct.is_of(session))
     }
 
     /// Number of sessions registered.
@@ -247,13 +245,11 @@ impl Routes {
         self.filters.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a session with its shared outbound state (Registry only).
+    /// Registers a session with its shared outbound state (Registry only), which from
+    /// then on names the session.
     pub(super) fn insert_session(&self, id: ClientId, session: &SessionRef, direct: Arc<Direct>) {
-        let route = SessionRoute {
-            session: session.downgrade(),
-            direct,
-        };
-        self.sessions.insert(id, route);
+        direct.lock().set_session(session.downgrade());
+        self.sessions.insert(id, direct);
     }
 
     /// Unregisters a session (Registry only).
