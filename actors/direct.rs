@@ -2,18 +2,18 @@
 //! with the Topics that deliver to it so that a QoS 1/2 message can go straight onto the
 //! subscriber's link, without a message to (and a turn of) the session actor.
 //!
-//! Who uses it: the [`Session`](super::Session) owns it and does everything it did with
-//! its outbox through [`Direct::lock`]; it registers it in the [`Routes`](super::Routes),
-//! where Topics pick it up with the session's [`Lane`], which lives in it. A Topic calls [`Direct::try_deliver`]
-//! for each QoS 1/2 delivery: under the one (uncontended) lock it checks that the session
-//! has nothing waiting for its link (its lane is open, so no message of this Topic is still
-//! in the session's mailbox, and the outbox has no queued message and no resend due) and
-//! that the inflight window and the link have room; then it assigns the packet id, records
-//! the inflight entry (and, for a stored message, its inflight state in the store) and puts
-//! the PUBLISH on the link. Otherwise the message is handed back and goes through the
-//! session's mailbox as before. The acknowledgement comes back through the session, which
-//! finds the entry in its outbox whichever way the PUBLISH went out; a reconnect resends it
-//! with DUP like any other inflight message.
+//! Who uses it: the [`Session`](super::Session) owns it and does everything it did with its
+//! outbox through [`Direct::lock`]; it registers it in the [`Routes`](super::Routes), where
+//! Topics pick it up with the session's [`Lane`], which lives in it. A Topic calls
+//! [`Direct::try_deliver`] for each QoS 1/2 delivery: under the one (uncontended) lock it
+//! checks that the session has nothing waiting for its link (its lane is open, so no
+//! message of this Topic is still in the session's mailbox, and the outbox has no queued
+//! message and no resend due) and that the inflight window and the link have room; then it
+//! assigns the packet id, records the inflight entry (and, for a stored message, its
+//! inflight state in the store) and puts the PUBLISH on the link. Otherwise the message is
+//! handed back and goes through the session's mailbox as before. The acknowledgement comes
+//! back through the session, which finds the entry in its outbox whichever way the PUBLISH
+//! went out; a reconnect resends it with DUP like any other inflight message.
 //!
 //! A 3.x session runs its resend timer only while something is inflight. A message that
 //! goes out here while the timer is not armed arms it ([`State`]'s flag, under the same

@@ -346,11 +346,16 @@ impl Outlet {
         state.waker = None;
         state.signal_waker = None;
         let rest = std::mem::take(&mut state.buf);
-        let room = std::mem::take(&mut state.room);
-        drop(state);
-        room.into_iter().for_each(Waker::wake);
+        wake_room(state);
         rest
     }
+}
+
+/// Wakes the producers waiting for room ([`OutletState::room`]), after the lock is let go.
+fn wake_room(mut state: MutexGuard<'_, OutletState>) {
+    let room = std::mem::take(&mut state.room);
+    drop(state);
+    room.into_iter().for_each(Waker::wake);
 }
 
 fn wake(waker: Option<Waker>) {
@@ -501,9 +506,7 @@ impl LinkEnd {
             if state.buf.capacity() > LINK_CAPACITY * 2 {
                 state.buf = BytesMut::new();
             }
-            let room = std::mem::take(&mut state.room);
-            drop(state);
-            room.into_iter().for_each(Waker::wake);
+            wake_room(state);
             return Poll::Ready(());
         }
         // Idle: one small buffer is kept (in the link, where the next packet goes).
@@ -607,9 +610,7 @@ impl LinkEnd {
             let protocol = state.protocol;
             match codec::decode(&mut state.buf, protocol, usize::MAX) {
                 Ok(Some(packet)) => {
-                    let room = std::mem::take(&mut state.room);
-                    drop(state);
-                    room.into_iter().for_each(Waker::wake);
+                    wake_room(state);
                     Poll::Ready(Some(packet))
                 }
                 Ok(None) if state.ended => Poll::Ready(None),

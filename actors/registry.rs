@@ -289,11 +289,12 @@ impl Registry {
         let shared = session::shared(msg.client_id.clone(), &self.session_node);
         let (node, theirs) = (self.session_node.clone(), shared.clone());
         let session = SessionRef::start(Session::new(node, theirs), &msg.arbiter);
-        // Registered with the handle, in one route entry: Topics may pick it up as soon as
-        // the session is named (the lane stays closed until a connection attaches).
+        // Registered at once (the session set its handle in it as it started): Topics may
+        // pick it up as soon as the session is named (the lane stays closed until a
+        // connection attaches).
         self.node
             .routes
-            .insert_session(msg.client_id.clone(), &session, shared);
+            .insert_session(msg.client_id.clone(), shared);
         self.clients.insert(
             msg.client_id,
             Client {
@@ -568,9 +569,7 @@ impl Registry {
             } else {
                 SessionRef::start(session, &workers[n % workers.len()])
             };
-            self.node
-                .routes
-                .insert_session(client_id.clone(), &session, shared);
+            self.node.routes.insert_session(client_id.clone(), shared);
             {
                 let mut trie = self.node.routes.filters_mut();
                 for (filter, subscription) in filters.iter() {

@@ -245,10 +245,9 @@ impl Routes {
         self.filters.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a session with its shared outbound state (Registry only), which from
-    /// then on names the session.
-    pub(super) fn insert_session(&self, id: ClientId, session: &SessionRef, direct: Arc<Direct>) {
-        direct.lock().set_session(session.downgrade());
+    /// Registers a session by its shared outbound state (Registry only; the session set its
+    /// handle there when it started, see [`Direct::session`]).
+    pub(super) fn insert_session(&self, id: ClientId, direct: Arc<Direct>) {
         self.sessions.insert(id, direct);
     }
 

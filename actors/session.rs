@@ -23,8 +23,9 @@
 //! which holds back the publisher's connection (and so the publisher, through TCP); the
 //! client's later publishes wait in a queue behind it (`held_routes`), so they keep their
 //! order, and are all routed at once when its wait ends.
-//! Topics put QoS 0 messages for this client straight on its link through its [`Lane`](super::link::Lane)
-//! while the session has nothing waiting for the link ([`LaneDeliver`] otherwise), and
+//! Topics put QoS 0 messages for this client straight on its link through its
+//! [`Lane`](super::link::Lane) while the session has nothing waiting for the link
+//! ([`LaneDeliver`] otherwise), and
 //! QoS 1/2 messages too, through the outbox it shares with them ([`Direct`]), when the
 //! inflight window has room. A publish to a Topic that never had a persistent subscriber
 //! needs no store write, so its acknowledgement goes out once the Topic has the message.
@@ -45,21 +46,22 @@
 //! reservation; acknowledgements wait in a short control queue that, when over
 //! [`CONTROL_BACKLOG`], holds back the client's next packet until the client reads.
 //!
-//! Hibernation: everybody addresses a session through its [`SessionRef`](super::SessionRef).
-//! A session with nothing to do for `session.hibernate_after` seconds (checked once per
-//! period: it goes between one and two periods after its last activity) stops its actor
-//! and leaves in its slot a [`Dormant`] record of what it holds that is not the default
-//! (64 bytes, and a boxed extra part only for rare state: a will, subscriptions, inbound
-//! QoS 2 ids, permissions, an owner...); the first message that needs it starts the actor
-//! again, rebuilt from the record, on the same arbiter (see the slot module for
-//! why nothing is lost or reordered). Idle means: nothing queued or inflight, no control
-//! packet or acknowledgement waiting, no publish held, no room reservation, no message
-//! pending on the lane, no future of the actor's own pending (counted in `tasks`: routing,
-//! store writes, the Registry's answers), not ending. An attached connection may stay: it
-//! answers PINGREQ itself, Topics put QoS 0 messages on its link through the lane and QoS
-//! 1/2 ones through [`Direct`] (which wakes a 3.x session to arm its resend timer), and
-//! the connection applies PUBACKs of unstored messages itself. A dormant offline session's
-//! expiry is kept by the Registry ([`WakeAt`]), which wakes it when it is due.
+//! Hibernation: everybody addresses a session through its
+//! [`SessionRef`](super::SessionRef). A session with nothing to do for
+//! `session.hibernate_after` seconds (checked once per period: it goes between one and two
+//! periods after its last activity) stops its actor and leaves in its slot a [`Dormant`]
+//! record of what it holds that is not the default (48 bytes, inline in the slot, and a
+//! boxed extra part only for rare state: a will, subscriptions, inbound QoS 2 ids,
+//! permissions, an owner...); the first message that needs it starts the actor again,
+//! rebuilt from the record, on the same arbiter (see the slot module for why nothing is
+//! lost or reordered). Idle means: nothing queued or inflight, no control packet or
+//! acknowledgement waiting, no publish held, no room reservation, no message pending on the
+//! lane, no future of the actor's own pending (counted in `tasks`: routing, store writes,
+//! the Registry's answers), not ending. An attached connection may stay: it answers PINGREQ
+//! itself, Topics put QoS 0 messages on its link through the lane and QoS 1/2 ones through
+//! [`Direct`] (which wakes a 3.x session to arm its resend timer), and the connection
+//! applies PUBACKs of unstored messages itself. A dormant offline session's expiry is kept
+//! by the Registry ([`WakeAt`]), which wakes it when it is due.
 
 use super::direct::{Direct, Locked};
 use super::envelope::Envelope;
@@ -927,8 +929,9 @@ impl Handler<Deliver> for Session {
     }
 }
 
-/// A [`Deliver`] from a Topic that counted it as pending on this session's [`Lane`](super::link::Lane): once
-/// it is queued or written, later QoS 0 messages may take the lane again.
+/// A [`Deliver`] from a Topic that counted it as pending on this session's
+/// [`Lane`](super::link::Lane): once it is queued or written, later QoS 0 messages may
+/// take the lane again.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct LaneDeliver(pub Deliver);

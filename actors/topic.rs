@@ -9,13 +9,14 @@
 //! per-message matching and no payload copy: every delivery shares the same envelope.
 //!
 //! Fast path: while the subscriber's session has nothing waiting for its link, a QoS 0
-//! delivery goes straight onto the link through the session's [`Lane`](super::link::Lane), and a QoS 1/2 one
-//! through the session's shared outbound state ([`Direct`]: packet id and inflight entry
-//! taken there, if the inflight window has room; while the window is full the message goes
-//! into the session's queue there, to be sent on the next acknowledgement), so the common
-//! case costs no actor message and no turn of the subscriber's session. Otherwise it goes to the session as a
-//! [`LaneDeliver`], which keeps it behind what the session holds (see [`Lane`](super::link::Lane) for the
-//! ordering argument).
+//! delivery goes straight onto the link through the session's
+//! [`Lane`](super::link::Lane), and a QoS 1/2 one through the session's shared outbound
+//! state ([`Direct`]: packet id and inflight entry taken there, if the inflight window has
+//! room; while the window is full the message goes into the session's queue there, to be
+//! sent on the next acknowledgement), so the common case costs no actor message and no
+//! turn of the subscriber's session. Otherwise it goes to the session as a
+//! [`LaneDeliver`], which keeps it behind what the session holds (see
+//! [`Lane`](super::link::Lane) for the ordering argument).
 //! Neither the lane nor the direct path needs the session's actor, so a dormant
 //! (hibernating) subscriber stays dormant while it receives; a message for its mailbox wakes
 //! it (see [`SessionRef`]).
@@ -216,7 +217,7 @@ pub struct Subscriber {
 /// Topic waits before it gives a full session the next QoS 1/2 message.
 struct Entry {
     subscriber: Subscriber,
-    lane: Option<Arc<Direct>>,
+    shared: Option<Arc<Direct>>,
 }
 
 /// One delivery of a message: to this session, around its mailbox if it can.
@@ -276,9 +277,9 @@ impl Topic {
     }
 
     fn insert(&mut self, client_id: ClientId, subscriber: Subscriber) {
-        let lane = self.routes.lane(client_id.as_str(), &subscriber.session);
+        let shared = self.routes.lane(client_id.as_str(), &subscriber.session);
         self.subscribers
-            .insert(client_id, Entry { subscriber, lane });
+            .insert(client_id, Entry { subscriber, shared });
     }
 }
 
@@ -362,7 +363,7 @@ impl Topic {
             drop(msg.durable);
             let mut waiting = Vec::new();
             let mut direct = 0u64;
-            for (_, sub, lane) in recipients(&self.subscribers, &envelope) {
+            for (_, sub, shared) in recipients(&self.subscribers, &envelope) {
                 let deliver = Deliver {
                     envelope: envelope.clone(),
                     qos: QoS::AtMostOnce,
@@ -372,7 +373,7 @@ impl Topic {
                 };
                 let (node, wakes) = ((&self.store, &*self.metrics), &mut self.wakes);
                 let session = &sub.session;
-                if let Some(w) = deliver_one(session, lane, deliver, node, &mut direct, wakes) {
+                if let Some(w) = deliver_one(session, shared, deliver, node, &mut direct, wakes) {
                     waiting.push((sub.session.clone(), w));
                 }
             }
@@ -382,10 +383,10 @@ impl Topic {
         let mut batch = Batch::new();
         let mut deliveries = Vec::with_capacity(self.subscribers.len());
         let mut full = Vec::new();
-        for (client_id, sub, lane) in recipients(&self.subscribers, &envelope) {
+        for (client_id, sub, shared) in recipients(&self.subscribers, &envelope) {
             let qos = envelope.qos.min(sub.qos);
             let retain = envelope.retain && sub.retain_as_published;
-            if let Some(direct) = lane.filter(|d| qos > QoS::AtMostOnce && d.is_full()) {
+            if let Some(direct) = shared.filter(|d| qos > QoS::AtMostOnce && d.is_full()) {
                 full.push((sub.session.clone(), direct.clone()));
             }
             let persist = if sub.persistent && qos > QoS::AtMostOnce {
@@ -403,7 +404,7 @@ impl Topic {
                 subscription_ids: sub.subscription_ids.clone(),
                 persist,
             };
-            deliveries.push((sub.session.clone(), lane.cloned(), deliver));
+            deliveries.push((sub.session.clone(), shared.cloned(), deliver));
         }
         if let (Some((client_id, packet_id)), false) = (&msg.durable.inbound, batch.is_empty()) {
             batch.put_inbound(client_id.as_str(), *packet_id);
@@ -469,10 +470,10 @@ impl Topic {
     fn fan_out(&mut self, deliveries: Vec<Delivery>, ctx: &mut Context<Self>) {
         let mut waiting = Vec::new();
         let mut direct = 0u64;
-        for (session, lane, deliver) in deliveries {
+        for (session, shared, deliver) in deliveries {
             let (node, wakes) = ((&self.store, &*self.metrics), &mut self.wakes);
-            let lane = lane.as_ref();
-            if let Some(w) = deliver_one(&session, lane, deliver, node, &mut direct, wakes) {
+            let shared = shared.as_ref();
+            if let Some(w) = deliver_one(&session, shared, deliver, node, &mut direct, wakes) {
                 waiting.push((session, w));
             }
         }
@@ -521,15 +522,15 @@ impl Topic {
 /// metrics), counted in `direct`. Returns it when the session's mailbox is full.
 fn deliver_one(
     session: &SessionRef,
-    paths: Option<&Arc<Direct>>,
+    shared: Option<&Arc<Direct>>,
     deliver: Deliver,
     node: (&Store, &Metrics),
     direct: &mut u64,
     wakes: &mut Wakes,
 ) -> Option<Waiting> {
-    match paths {
-        Some(paths) => {
-            let lane = paths.lane();
+    match shared {
+        Some(shared) => {
+            let lane = shared.lane();
             // Every delivery of a session with a lane that does not take the lane is
             // counted as pending there (so no later message overtakes it).
             let deliver = if deliver.qos == QoS::AtMostOnce {
@@ -544,7 +545,7 @@ fn deliver_one(
                 lane.hold();
                 deliver
             } else {
-                match paths.try_deliver(outgoing(deliver), node, wakes) {
+                match shared.try_deliver(outgoing(deliver), node, wakes) {
                     Ok(taken) => {
                         // A queued one counts as sent when the session sends it.
                         *direct += u64::from(taken == Taken::Written);
@@ -584,7 +585,7 @@ fn recipients<'a>(
         .filter(move |(client_id, entry)| {
             !(entry.subscriber.no_local && envelope.from == **client_id)
         })
-        .map(|(client_id, entry)| (client_id, &entry.subscriber, entry.lane.as_ref()))
+        .map(|(client_id, entry)| (client_id, &entry.subscriber, entry.shared.as_ref()))
 }
 
 /// A delivery that did not fit in a session's mailbox.

@@ -180,7 +180,6 @@ struct Connection<R> {
 
 /// An attached connection: its session and the transport end of its link.
 struct Established {
-    client_id: ClientId,
     session: SessionRef,
     /// The session's outbound state, where the client's PUBACKs and PUBCOMPs are applied
     /// when that is all they need.
@@ -365,11 +364,12 @@ async fn attached<R, W>(
         }
     };
     let Established {
-        client_id,
         session,
+        direct,
         end,
         ..
     } = established;
+    let client_id = direct.client_id().clone();
     Box::pin(conclude(
         conn, outflow, exit, client_id, session, end, pipeline,
     ))
@@ -475,7 +475,6 @@ impl Idle {
             .unwrap_or(now);
         let keep_alive = self.keep_alive & !EXPIRY_WAS_ZERO;
         let established = Established {
-            client_id: self.direct.client_id().clone(),
             session: self.session,
             direct: self.direct,
             keep_alive: (keep_alive != 0).then(|| Duration::from_millis(u64::from(keep_alive))),
@@ -835,7 +834,6 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     "clean_start" => connect.clean_start, "session_present" => opened.present,
                     "keep_alive" => connect.keep_alive);
                 return Ok(Established {
-                    client_id,
                     session: opened.session,
                     direct,
                     end,
@@ -1369,7 +1367,6 @@ mod tests {
             }),
         );
         let established = Established {
-            client_id: ClientId::from("sizes"),
             session,
             direct: Arc::new(direct),
             end,
@@ -1404,7 +1401,6 @@ mod tests {
             }),
         );
         let mut established = Established {
-            client_id: ClientId::from("parks"),
             session,
             direct: Arc::new(direct),
             end,
@@ -1426,7 +1422,7 @@ mod tests {
             let (back, last_packet) = idle.wake_up(left + Duration::from_millis(900));
             assert_eq!(back.keep_alive, keep_alive);
             assert_eq!(back.expiry_was_zero, keep_alive.is_some());
-            assert_eq!(back.client_id, ClientId::from("parks"));
+            assert_eq!(back.direct.client_id(), &ClientId::from("parks"));
             assert_eq!(back.end.epoch(), epoch);
             assert_eq!(back.end.protocol(), Protocol::V311);
             assert!(
