@@ -1,32 +1,44 @@
-//! [`Direct`]: a session's outbound state (its [`Outbox`] and the attached link), shared
-//! with the Topics that deliver to it so that a QoS 1/2 message can go straight onto the
-//! subscriber's link, without a message to (and a turn of) the session actor.
+//! [`Direct`]: a session's outbound state (its [`Outbox`], the attached link and its
+//! *lane*), shared with the Topics that deliver to it so that a message can go straight
+//! onto the subscriber's link, without a message to (and a turn of) the session actor.
 //!
 //! Who uses it: the [`Session`](super::Session) owns it and does everything it did with its
 //! outbox through [`Direct::lock`]; it registers it in the [`Routes`](super::Routes), where
-//! Topics pick it up with the session's [`Lane`], which lives in it. A Topic calls
-//! [`Direct::try_deliver`] for each QoS 1/2 delivery: under the one (uncontended) lock it
-//! checks that the session has nothing waiting for its link (its lane is open, so no
-//! message of this Topic is still in the session's mailbox, and the outbox has no queued
-//! message and no resend due) and that the inflight window and the link have room; then it
-//! assigns the packet id, records the inflight entry (and, for a stored message, its
-//! inflight state in the store) and puts the PUBLISH on the link. Otherwise the message is
-//! handed back and goes through the session's mailbox as before. The acknowledgement comes
-//! back through the session, which finds the entry in its outbox whichever way the PUBLISH
-//! went out; a reconnect resends it with DUP like any other inflight message.
+//! Topics pick it up. A Topic calls [`Direct::try_deliver`] for each delivery, under the
+//! one (uncontended) lock:
+//! - a QoS 0 message goes on the link if the lane is open and the link has room;
+//! - a QoS 1/2 message goes on the link if the lane is open (so no message of this
+//!   session's Topics is still in its mailbox, and the outbox has no queued message and no
+//!   resend due) and the inflight window and the link have room: the packet id is assigned,
+//!   the inflight entry recorded (and, for a stored message, its inflight state in the
+//!   store) and the PUBLISH put on the link.
+//!
+//! Otherwise the message is counted as *pending* and handed back, and goes through the
+//! session's mailbox (`LaneDeliver`). The acknowledgement of a QoS 1/2 message comes back
+//! through the session, which finds the entry in its outbox whichever way the PUBLISH went
+//! out; a reconnect resends it with DUP like any other inflight message.
+//!
+//! Order per subscriber is kept because the lane is open only while the session has nothing
+//! waiting for its link (no queued message, no resend, no control packet, no room
+//! reservation) and no message handed back here is still unsettled:
+//! - a message handed back is pending until the session calls [`Direct::settled`], once it
+//!   queued or wrote it, so no later message of that Topic overtakes it; a Topic that sends
+//!   a message to the mailbox without trying here counts it with [`Direct::hold`];
+//! - the session sets the lane ([`Locked::set_lane`]) after every change of its queue or
+//!   link, and changes them only under this lock: a session that queues anything closes the
+//!   lane before the message that made it queue is settled, and reopens it only once
+//!   everything it held went on the link.
+//!
+//! A full link closes the lane too, so a client that does not read gets its messages
+//! through the session's bounded queue, where QoS 0 drops are counted.
 //!
 //! A 3.x session runs its resend timer only while something is inflight. A message that
 //! goes out here while the timer is not armed arms it ([`State`]'s flag, under the same
 //! lock) and tells the session with one [`ArmRetry`] to its mailbox: one per transition
 //! from nothing inflight to something, never one per message.
-//!
-//! Order per subscriber is that of the [`Lane`]: the lane is open only while the session
-//! holds nothing for the link, and the session changes its outbox and link only under this
-//! lock, so a message written here can never overtake one the session holds. Lock order:
-//! this lock, then the lane's; nobody takes them the other way round.
 
 use super::ids::ClientId;
-use super::link::{ClientLink, Epoch, Lane, Outbound, Wakes};
+use super::link::{ClientLink, Epoch, Outbound, Wakes};
 use super::outbox::{Outbox, Outgoing};
 use super::session::ArmRetry;
 use super::slot::{SessionRef, WeakSessionRef};
@@ -51,12 +63,11 @@ pub enum Taken {
 ///
 /// Every session has one, idle or not, so it is kept in jemalloc's 192-byte class (with
 /// the `Arc` counts): the node's store and metrics are handed in by the callers that need
-/// them, and the session's [`Lane`] lives here rather than in an allocation of its own.
+/// them, and the lane is two fields of the locked state.
 #[derive(Debug)]
 pub struct Direct {
     client_id: ClientId,
     state: Mutex<State>,
-    lane: Lane,
     /// Set while the session's queue is over its limit under
     /// `session.queue_full = "backpressure"` (written by the session, read by Topics).
     full: AtomicBool,
@@ -69,17 +80,29 @@ pub struct State {
     pub outbox: Outbox,
     /// The attached connection (set and cleared by the session only).
     pub link: Option<ClientLink>,
-    /// Outbox length last added to the node's `queued` gauge (32 bits: with the two flags
-    /// below it keeps `Direct` in the 224-byte allocation class).
+    /// The session, told when a message sent here has to arm its resend timer.
+    session: Option<WeakSessionRef>,
+    /// Outbox length last added to the node's `queued` gauge.
     counted: u32,
+    /// Messages handed back to go through the session's mailbox and not settled yet (at
+    /// most a mailbox's worth).
+    pending: u32,
+    /// The lane: the session has nothing waiting for the link.
+    lane_open: bool,
     /// Topics may put messages in the queue themselves (set by the session: attached, not
     /// ending, no limit on the client's packet size to check).
     queue_ok: bool,
     /// The session's 3.x resend timer runs (or an [`ArmRetry`] is on its way to start it);
     /// cleared by the session, under this lock, when it stops the timer.
     retry_armed: bool,
-    /// The session, told when a message sent here has to arm its resend timer.
-    session: Option<WeakSessionRef>,
+}
+
+impl State {
+    /// True while a message may go straight on the link: the lane is open, nothing handed
+    /// back is unsettled, and a link is attached.
+    fn lane_is_open(&self) -> bool {
+        self.lane_open && self.pending == 0 && self.link.is_some()
+    }
 }
 
 /// The locked state; dereferences to the [`Outbox`].
@@ -100,11 +123,18 @@ impl DerefMut for Locked<'_> {
 }
 
 impl Locked<'_> {
-    /// Sets (or clears) the link Topics may write to. The resend timer counts as not armed
-    /// for a new link (the session stops its timer whenever it changes the link).
+    /// Sets (or clears) the link Topics may write to, with the lane closed until the session
+    /// opens it ([`Locked::set_lane`]). The resend timer counts as not armed for a new link
+    /// (the session stops its timer whenever it changes the link).
     pub fn set_link(&mut self, link: Option<ClientLink>) {
         self.0.link = link;
+        self.0.lane_open = false;
         self.0.retry_armed = false;
+    }
+
+    /// Opens the lane (the session has nothing waiting for its link) or closes it.
+    pub fn set_lane(&mut self, open: bool) {
+        self.0.lane_open = open;
     }
 
     /// The session to tell when a message sent by a Topic has to arm its resend timer.
@@ -150,15 +180,16 @@ impl Direct {
     pub fn new(client_id: ClientId, outbox: Outbox) -> Self {
         Direct {
             client_id,
-            lane: Lane::default(),
             full: AtomicBool::new(false),
             state: Mutex::new(State {
                 outbox,
                 link: None,
+                session: None,
                 counted: 0,
+                pending: 0,
+                lane_open: false,
                 queue_ok: false,
                 retry_armed: false,
-                session: None,
             }),
         }
     }
@@ -166,11 +197,6 @@ impl Direct {
     /// The client id of the session.
     pub fn client_id(&self) -> &ClientId {
         &self.client_id
-    }
-
-    /// The session's lane, where Topics put QoS 0 messages straight on its link.
-    pub fn lane(&self) -> &Lane {
-        &self.lane
     }
 
     /// The session, if it still exists (its handle is set when it starts).
@@ -198,62 +224,130 @@ impl Direct {
         self.full.swap(full, Ordering::Relaxed)
     }
 
-    /// Locks the state. Never held across an await; the lane's lock may be taken inside it.
+    /// Locks the state. Never held across an await.
     pub fn lock(&self) -> Locked<'_> {
         Locked(self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Puts a QoS 1/2 message straight on the link if the lane is open, the outbox holds
-    /// nothing waiting, and the inflight window and the link have room. While the window is
-    /// full it puts the message in the session's queue instead (if it fits there as is),
-    /// and closes the lane behind it: the session's next acknowledgement sends it. Otherwise
-    /// hands it back (the caller then sends it to the session's mailbox).
+    /// Counts a message that is sent to the session's mailbox without trying
+    /// [`Direct::try_deliver`], so that no later message overtakes it.
+    pub fn hold(&self) {
+        let state = &mut *self.lock().0;
+        state.pending = state.pending.saturating_add(1);
+    }
+
+    /// A message handed back by [`Direct::try_deliver`] (or counted by [`Direct::hold`])
+    /// was queued or written by the session.
+    pub fn settled(&self) {
+        let state = &mut *self.lock().0;
+        state.pending = state.pending.saturating_sub(1);
+    }
+
+    /// True when no message handed to the session's mailbox is still unsettled, so a
+    /// message put in the session's queue now keeps its order.
+    pub fn nothing_pending(&self) -> bool {
+        self.lock().0.pending == 0
+    }
+
+    /// True while Topics may write to the link directly.
+    pub fn lane_is_open(&self) -> bool {
+        self.lock().0.lane_is_open()
+    }
+
+    /// Puts a message straight on the link when the session's lane is open and the link
+    /// (and, for QoS 1/2, the inflight window) has room. While the window is full a QoS 1/2
+    /// message goes in the session's queue instead (if it fits there as is, and nothing is
+    /// pending), and the lane closes behind it: the session's next acknowledgement sends it.
+    /// A QoS 0 message that finds the link full closes the lane: the session's queue takes
+    /// over until it is idle again.
+    ///
+    /// Otherwise the message is counted as pending and handed back: the caller sends it to
+    /// the session's mailbox, whose handler calls [`Direct::settled`].
     ///
     /// The connection's wake-up, if one is due, is added to `wakes`. When the message is
     /// the first inflight of a 3.x client, the session is told to arm its resend timer.
     pub fn try_deliver(
         &self,
         message: Outgoing,
-        (store, metrics): (&Store, &Metrics),
+        node: (&Store, &Metrics),
         wakes: &mut Wakes,
     ) -> Result<Taken, Outgoing> {
-        let lane = &self.lane;
-        if message.qos == QoS::AtMostOnce {
+        let mut locked = self.lock();
+        let outcome = if message.qos == QoS::AtMostOnce {
+            Self::offer(&mut locked.0, message, wakes)
+        } else {
+            self.send(&mut locked, message, node, wakes)
+        };
+        match outcome {
+            Ok((taken, arm)) => {
+                drop(locked);
+                tell_arm_retry(arm);
+                Ok(taken)
+            }
+            Err(message) => {
+                locked.0.pending = locked.0.pending.saturating_add(1);
+                Err(message)
+            }
+        }
+    }
+
+    /// The QoS 0 part of [`Direct::try_deliver`].
+    fn offer(
+        state: &mut State,
+        message: Outgoing,
+        wakes: &mut Wakes,
+    ) -> Result<(Taken, Option<WeakSessionRef>), Outgoing> {
+        if !state.lane_is_open() {
             return Err(message);
         }
-        let mut locked = self.lock();
+        let Some(link) = &state.link else {
+            return Err(message);
+        };
+        match link.offer(message, wakes) {
+            Ok(()) => Ok((Taken::Written, None)),
+            Err(message) => {
+                state.lane_open = false;
+                Err(message)
+            }
+        }
+    }
+
+    /// The QoS 1/2 part of [`Direct::try_deliver`].
+    fn send(
+        &self,
+        locked: &mut Locked<'_>,
+        message: Outgoing,
+        (store, metrics): (&Store, &Metrics),
+        wakes: &mut Wakes,
+    ) -> Result<(Taken, Option<WeakSessionRef>), Outgoing> {
         let state = &mut *locked.0;
         let Some(link) = &state.link else {
             return Err(message);
         };
-        if !state.outbox.has_window() {
+        let taken = if !state.outbox.has_window() {
             // Every inflight message brings an acknowledgement, after which the session
             // pumps its queue: nothing put there now can be forgotten.
-            if !state.queue_ok || !state.outbox.has_room_for(&message) || !lane.nothing_pending() {
+            if !state.queue_ok || !state.outbox.has_room_for(&message) || state.pending != 0 {
                 return Err(message);
             }
-            lane.sync(Some(link), false);
+            state.lane_open = false;
             state.outbox.push(message);
-            let arm = retry_unarmed(state);
-            locked.count(metrics);
-            drop(locked);
-            tell_arm_retry(arm);
-            return Ok(Taken::Queued);
-        }
-        if !state.outbox.is_idle() || !lane.is_open() {
-            return Err(message);
-        }
-        let Ok(permit) = link.try_reserve() else {
-            return Err(message);
+            Taken::Queued
+        } else {
+            if !state.outbox.is_idle() || !state.lane_is_open() {
+                return Err(message);
+            }
+            let Ok(permit) = link.try_reserve() else {
+                return Err(message);
+            };
+            let packet = state.outbox.send_now(message, Instant::now());
+            self.record_sent(&packet, store);
+            permit.send_held(packet, wakes);
+            Taken::Written
         };
-        let packet = state.outbox.send_now(message, Instant::now());
-        self.record_sent(&packet, store);
-        permit.send_held(packet, wakes);
         let arm = retry_unarmed(state);
         locked.count(metrics);
-        drop(locked);
-        tell_arm_retry(arm);
-        Ok(Taken::Written)
+        Ok((taken, arm))
     }
 
     /// The client on the connection of `epoch` acknowledged a QoS 1 message (PUBACK,
@@ -388,15 +482,16 @@ mod tests {
     #[test]
     fn goes_straight_out_only_while_the_session_is_idle_and_the_window_has_room() {
         let f = direct(1);
-        let (d, lane) = (&f.d, f.d.lane());
+        let d = &f.d;
         let (client, mut end) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
-        // No link attached yet, and a closed lane: handed back.
+        // No link attached yet, and a closed lane: handed back, and pending.
         assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
+        d.settled();
         d.lock().set_link(Some(client.clone()));
         assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
-        lane.sync(Some(&client), true);
-        // QoS 0 is the lane's job.
-        assert!(f.deliver(message(QoS::AtMostOnce)).is_err());
+        d.settled();
+        d.lock().set_lane(true);
+        assert!(d.lane_is_open());
         assert_eq!(f.deliver(message(QoS::AtLeastOnce)), Ok(Taken::Written));
         let id = match end.try_recv() {
             Some(Packet::Publish(p)) => p.packet_id.expect("a packet id"),
@@ -405,23 +500,66 @@ mod tests {
         assert_eq!(d.lock().inflight_len(), 1);
         // The window (1) is full: handed back, unless the session lets Topics queue.
         assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
+        assert!(
+            f.deliver(message(QoS::AtLeastOnce)).is_err(),
+            "one is pending"
+        );
+        d.settled();
+        d.settled();
         d.lock().set_queue_ok(true);
         assert_eq!(f.deliver(message(QoS::AtLeastOnce)), Ok(Taken::Queued));
         assert_eq!(d.lock().len(), 2, "one inflight, one queued");
         assert!(
-            !lane.is_open(),
+            !d.lane_is_open(),
             "the lane is closed behind the queued message"
         );
+        assert!(f.deliver(message(QoS::AtMostOnce)).is_err(), "QoS 0 too");
+        d.settled();
         assert!(end.try_recv().is_none());
         // Window room again, but something is queued: the session sends it first.
         assert!(d.lock().acked(id).is_some());
         assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
+        d.settled();
         // A message of this session's Topic still in its mailbox: nothing overtakes it.
         d.lock().next_packet(Instant::now());
-        lane.sync(Some(&client), true);
-        lane.hold();
+        d.lock().set_lane(true);
+        d.hold();
         assert!(f.deliver(message(QoS::AtLeastOnce)).is_err());
+        assert!(f.deliver(message(QoS::AtMostOnce)).is_err());
         assert!(end.try_recv().is_none());
+        d.settled();
+        d.settled();
+        d.settled();
+        assert!(d.nothing_pending());
+        assert_eq!(f.deliver(message(QoS::AtMostOnce)), Ok(Taken::Written));
+        assert!(matches!(end.try_recv(), Some(Packet::Publish(_))));
+    }
+
+    #[test]
+    fn a_full_link_closes_the_lane_until_the_session_reopens_it() {
+        let f = direct(10);
+        let d = &f.d;
+        let (client, end) = link(Epoch::next(), Protocol::V5, 1);
+        let first = crate::actors::testing::outgoing(QoS::AtMostOnce, b"1");
+        let second = crate::actors::testing::outgoing(QoS::AtMostOnce, b"2");
+        d.lock().set_link(Some(client));
+        assert!(!d.lane_is_open(), "a new link comes with a closed lane");
+        d.lock().set_lane(true);
+        assert_eq!(f.deliver(first), Ok(Taken::Written));
+        assert!(f.deliver(second.clone()).is_err(), "the link is full");
+        assert!(!d.lane_is_open());
+        d.settled();
+        // Room again, but only the session reopens the lane.
+        let mut out = bytes::BytesMut::new();
+        let waker = std::task::Waker::noop();
+        assert!(end
+            .poll_take(&mut std::task::Context::from_waker(waker), &mut out)
+            .is_ready());
+        assert!(!d.lane_is_open());
+        assert!(f.deliver(second.clone()).is_err());
+        d.settled();
+        d.lock().set_lane(true);
+        assert_eq!(f.deliver(second), Ok(Taken::Written));
     }
 
     /// Sends `message` the way the session does and returns its packet id.

@@ -6,10 +6,11 @@
 //! the wire, a close request and the connection task's waker, under one mutex.
 //!
 //! - Producers (the session through its [`ClientLink`], Topics through a session's
-//!   [`Lane`], the connection itself for CONNACK and PINGRESP) encode straight into the
-//!   buffer. Only the first packet after the connection took the buffer wakes the
-//!   connection's task (the waker is taken out of the outlet), so many deliveries between
-//!   two writes cost one wake-up and go out in one write call (write-combining).
+//!   [`Direct`](super::direct::Direct), the connection itself for CONNACK and PINGRESP)
+//!   encode straight into the buffer. Only the first packet after the connection took the
+//!   buffer wakes the connection's task (the waker is taken out of the outlet), so many
+//!   deliveries between two writes cost one wake-up and go out in one write call
+//!   (write-combining).
 //! - The connection swaps the buffer for its own empty one under the lock and writes it
 //!   outside the lock; the two buffers alternate, so a busy connection does not allocate,
 //!   and a connection with nothing to write keeps at most one small buffer.
@@ -26,9 +27,9 @@
 //! connection's messages from the current one's. Nothing here knows about sockets: TCP, TLS
 //! and WebSocket connections all use this type.
 //!
-//! A session also owns a [`Lane`]: the Topics it subscribes to put QoS 0 messages straight
-//! on its link through it, without a message to the session actor, while the session has
-//! nothing of its own waiting for that link (see [`Lane`] for why order is kept).
+//! The Topics a session subscribes to write to its link too, through the session's shared
+//! outbound state ([`Direct`](super::direct::Direct)), while the session has nothing of
+//! its own waiting for that link (see there for why order is kept).
 
 use super::outbox::Outgoing;
 use crate::codec::{self, EncodeError, Packet, Protocol, PubResp};
@@ -41,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 /// Bytes of encoded packets a link buffers before producers have to wait (the session
-/// queues on its side, a [`Lane`] closes). The connection may be writing one more such
+/// queues on its side, a [`Direct`](super::direct::Direct) closes). The connection may be writing one more such
 /// buffer at the same time.
 pub const LINK_CAPACITY: usize = 64 * 1024;
 
@@ -681,114 +682,6 @@ impl OwnedPermit {
     }
 }
 
-/// A session's fast lane: how a Topic puts a QoS 0 message straight on the subscriber's
-/// link, without a message to (and a turn of) the session actor.
-///
-/// Order is kept because the lane is open only while the session has nothing waiting for
-/// its link (no queued message, no resend, no control packet, no room reservation) and no
-/// message that came through the lane's fallback is still in the session's mailbox:
-/// - a Topic that cannot use the lane ([`Lane::try_deliver`] gives the message back) counts
-///   the message as *pending* and sends it to the session's mailbox instead
-///   (`LaneDeliver`); the session calls [`Lane::settled`] once it queued or wrote it, so no
-///   later message of that Topic overtakes it;
-/// - the session calls [`Lane::sync`] after every change of its queue or link: a session
-///   that queues anything closes the lane before the message that made it queue is
-///   settled, and reopens it only once everything it held went on the link.
-///
-/// A full link closes the lane too, so a client that does not read gets its messages
-/// through the session's bounded queue, where QoS 0 drops are counted. Everything is under
-/// one uncontended mutex: a Topic and the session may run on different arbiters.
-#[derive(Debug, Default)]
-pub struct Lane {
-    state: Mutex<LaneState>,
-}
-
-#[derive(Debug, Default)]
-struct LaneState {
-    /// The attached connection's outlet.
-    link: Option<Arc<Outlet>>,
-    /// The session has nothing waiting for the link.
-    open: bool,
-    /// Messages handed to the session's mailbox through this lane and not settled yet (at
-    /// most a mailbox's worth; 32 bits keep the lane, inside every session's `Direct`, at
-    /// 24 bytes).
-    pending: u32,
-}
-
-impl Lane {
-    /// Puts a QoS 0 message on the link if the lane is open and the link has room;
-    /// otherwise counts it as pending and gives it back, to be sent to the session's
-    /// mailbox (which then calls [`Lane::settled`]).
-    ///
-    /// The connection's wake-up, if one is due, is added to `wakes`.
-    pub fn try_deliver(&self, message: Outgoing, wakes: &mut Wakes) -> Result<(), Outgoing> {
-        let mut state = self.lock();
-        let mut message = message;
-        if state.open && state.pending == 0 {
-            if let Some(outlet) = &state.link {
-                match outlet.offer(message, wakes) {
-                    Ok(()) => return Ok(()),
-                    Err(back) => message = back,
-                }
-                // Full (or closing): the session's queue takes over until it is idle again.
-                state.open = false;
-            }
-        }
-        state.pending = state.pending.saturating_add(1);
-        Err(message)
-    }
-
-    /// Counts a message that is sent to the session's mailbox without trying the lane
-    /// (QoS 1/2), so that no later QoS 0 message overtakes it.
-    pub fn hold(&self) {
-        let mut state = self.lock();
-        state.pending = state.pending.saturating_add(1);
-    }
-
-    /// A message that came through the lane's fallback was queued or written.
-    pub fn settled(&self) {
-        let mut state = self.lock();
-        state.pending = state.pending.saturating_sub(1);
-    }
-
-    /// The session's state changed: `link` is the attached connection (if any) and `idle`
-    /// says whether the session has nothing waiting for it.
-    pub fn sync(&self, link: Option<&ClientLink>, idle: bool) {
-        let mut state = self.lock();
-        match link {
-            Some(link) => {
-                if state.link.as_ref().map(|outlet| outlet.epoch) != Some(link.epoch()) {
-                    state.link = Some(link.outlet.clone());
-                }
-                state.open = idle;
-            }
-            None => {
-                state.link = None;
-                state.open = false;
-            }
-        }
-    }
-
-    /// True while Topics may write to the link directly.
-    pub fn is_open(&self) -> bool {
-        let state = self.lock();
-        state.open && state.pending == 0 && state.link.is_some()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, LaneState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// For the QoS 1/2 direct path ([`Direct`](super::direct::Direct)).
-impl Lane {
-    /// True when no message handed to the session's mailbox through this lane is still
-    /// unsettled, so a message put in the session's queue now keeps its order.
-    pub fn nothing_pending(&self) -> bool {
-        self.lock().pending == 0
-    }
-}
-
 /// A packet could not be queued on a link.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendError {
@@ -821,6 +714,13 @@ impl ClientLink {
     /// Queues a packet if there is room.
     pub fn try_send(&self, packet: Outbound) -> Result<(), SendError> {
         self.outlet.try_send(packet)
+    }
+
+    /// Queues a QoS 0 PUBLISH if the link is open and has room; gives it back otherwise.
+    ///
+    /// The connection's wake-up, if one is due, is added to `wakes`.
+    pub fn offer(&self, message: Outgoing, wakes: &mut Wakes) -> Result<(), Outgoing> {
+        self.outlet.offer(message, wakes)
     }
 
     /// Reserves room for one packet if there is some.
@@ -1025,14 +925,12 @@ mod tests {
     #[test]
     fn deliveries_between_two_takes_cost_one_wake_and_one_buffer() {
         let (link, end) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
-        let lane = Lane::default();
-        lane.sync(Some(&link), true);
         let (wakes, waker) = counting();
         let mut cx = Context::from_waker(&waker);
         let mut out = BytesMut::new();
         assert!(end.poll_take(&mut cx, &mut out).is_pending());
         for i in 0..100 {
-            assert_eq!(lane.try_deliver(message(i), &mut Wakes::default()), Ok(()));
+            assert_eq!(link.offer(message(i), &mut Wakes::default()), Ok(()));
         }
         assert_eq!(
             wakes.0.load(Ordering::SeqCst),
@@ -1058,9 +956,6 @@ mod tests {
     fn held_wakes_reach_the_connections_only_when_flushed_or_dropped() {
         let (link_a, end_a) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
         let (link_b, end_b) = link(Epoch::next(), Protocol::V311, LINK_CAPACITY);
-        let (lane_a, lane_b) = (Lane::default(), Lane::default());
-        lane_a.sync(Some(&link_a), true);
-        lane_b.sync(Some(&link_b), true);
         let (count_a, waker_a) = counting();
         let (count_b, waker_b) = counting();
         let mut out = BytesMut::new();
@@ -1072,8 +967,8 @@ mod tests {
             .is_pending());
         let mut wakes = Wakes::default();
         for i in 0..10 {
-            assert_eq!(lane_a.try_deliver(message(i), &mut wakes), Ok(()));
-            assert_eq!(lane_b.try_deliver(message(i), &mut wakes), Ok(()));
+            assert_eq!(link_a.offer(message(i), &mut wakes), Ok(()));
+            assert_eq!(link_b.offer(message(i), &mut wakes), Ok(()));
         }
         assert_eq!(count_a.0.load(Ordering::SeqCst), 0, "held, not woken");
         assert_eq!(count_b.0.load(Ordering::SeqCst), 0, "held, not woken");
@@ -1097,7 +992,7 @@ mod tests {
             .poll_take(&mut Context::from_waker(&waker_a), &mut out)
             .is_pending());
         let mut dropped = Wakes::default();
-        assert_eq!(lane_a.try_deliver(message(10), &mut dropped), Ok(()));
+        assert_eq!(link_a.offer(message(10), &mut dropped), Ok(()));
         assert_eq!(count_a.0.load(Ordering::SeqCst), 1);
         drop(dropped);
         assert_eq!(count_a.0.load(Ordering::SeqCst), 2, "dropping wakes");
@@ -1156,33 +1051,5 @@ mod tests {
             waiting.await.expect("task"),
             Err(ReserveError::Closed)
         ));
-    }
-
-    #[test]
-    fn a_full_link_closes_the_lane() {
-        let (link, end) = link(Epoch::next(), Protocol::V5, 1);
-        let lane = Lane::default();
-        lane.sync(Some(&link), true);
-        assert!(lane.is_open());
-        assert_eq!(lane.try_deliver(message(1), &mut Wakes::default()), Ok(()));
-        assert_eq!(
-            lane.try_deliver(message(2), &mut Wakes::default()),
-            Err(message(2))
-        );
-        assert!(!lane.is_open());
-        lane.settled();
-        let (_, waker) = counting();
-        let mut out = BytesMut::new();
-        assert!(end
-            .poll_take(&mut Context::from_waker(&waker), &mut out)
-            .is_ready());
-        match &decode_all(out, Protocol::V5)[..] {
-            [Packet::Publish(p)] => assert_eq!(p.payload.as_ref(), 1u16.to_be_bytes()),
-            other => panic!("{other:?}"),
-        }
-        // Reopened only by the session.
-        assert!(!lane.is_open());
-        lane.sync(Some(&link), true);
-        assert!(lane.is_open());
     }
 }

@@ -9,7 +9,7 @@
 //! publish to a matching name asks the Registry to start its Topic.
 //!
 //! It also holds each session's shared outbound state ([`Direct`], with its
-//! [`Lane`](super::link::Lane)), in the same entry as its handle ([`SessionRef`]), which
+//! lane), in the same entry as its handle ([`SessionRef`]), which
 //! Topics pick up when a session joins their subscriber set, to put QoS 0 (lane) and QoS
 //! 1/2 (direct) messages straight on the subscriber's link. The Registry registers it with
 //! the session (one entry per client id: an idle client costs one map slot and one handle

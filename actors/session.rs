@@ -23,11 +23,10 @@
 //! which holds back the publisher's connection (and so the publisher, through TCP); the
 //! client's later publishes wait in a queue behind it (`held_routes`), so they keep their
 //! order, and are all routed at once when its wait ends.
-//! Topics put QoS 0 messages for this client straight on its link through its
-//! [`Lane`](super::link::Lane) while the session has nothing waiting for the link
-//! ([`LaneDeliver`] otherwise), and
-//! QoS 1/2 messages too, through the outbox it shares with them ([`Direct`]), when the
-//! inflight window has room. A publish to a Topic that never had a persistent subscriber
+//! Topics put messages for this client straight on its link through the outbound state it
+//! shares with them ([`Direct`]: the link, its lane and the outbox) while the session has
+//! nothing waiting for the link and, for QoS 1/2, the inflight window has room
+//! ([`LaneDeliver`] otherwise). A publish to a Topic that never had a persistent subscriber
 //! needs no store write, so its acknowledgement goes out once the Topic has the message.
 //!
 //! Durability: a persistent session (clean session = false, or MQTT 5 Session Expiry
@@ -533,7 +532,6 @@ impl Actor for Session {
         }
         // Topics may still find the lane and the outbox in the route entry until the
         // Registry removes it: a closed lane and no link send them to the mailbox.
-        self.direct.lane().sync(None, false);
         {
             let mut outbox = self.outbox();
             outbox.set_link(None);
@@ -606,11 +604,9 @@ impl Handler<Attach> for Session {
             .map_or(self.node.config.session.max_inflight, |r| {
                 r.min(self.node.config.session.max_inflight)
             });
-        // Topics wait (no lane, no direct path) until this pump has resent what is due on
-        // the new link; nothing goes to the old one any more.
-        self.direct.lane().sync(None, false);
         {
-            // One step for Topics: the new link comes with every inflight message due again.
+            // One step for Topics: the new link comes with every inflight message due again,
+            // and a closed lane (they wait until this pump has resent what is due on it).
             let mut outbox = self.outbox();
             outbox.set_max_inflight(window);
             outbox.resend_all();
@@ -824,7 +820,6 @@ impl Handler<Detached> for Session {
         }
         self.link = None;
         self.outbox().set_link(None);
-        self.direct.lane().sync(None, false);
         self.control.clear();
         self.stop_timer(ctx);
         if let Some(secs) = msg.session_expiry {
@@ -929,9 +924,8 @@ impl Handler<Deliver> for Session {
     }
 }
 
-/// A [`Deliver`] from a Topic that counted it as pending on this session's
-/// [`Lane`](super::link::Lane): once it is queued or written, later QoS 0 messages may
-/// take the lane again.
+/// A [`Deliver`] from a Topic that counted it as pending in this session's [`Direct`]: once
+/// it is queued or written, later messages may take the lane again.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct LaneDeliver(pub Deliver);
@@ -941,7 +935,7 @@ impl Handler<LaneDeliver> for Session {
 
     fn handle(&mut self, msg: LaneDeliver, ctx: &mut Self::Context) {
         Handler::<Deliver>::handle(self, msg.0, ctx);
-        self.direct.lane().settled();
+        self.direct.settled();
     }
 }
 
@@ -1138,7 +1132,7 @@ impl Session {
             && self.waiting_for_room.is_none()
             && !matches!(self.timer, Timer::Restored(_) | Timer::Until(_))
             && !self.direct.is_full()
-            && self.direct.lane().nothing_pending()
+            && self.direct.nothing_pending()
             && self.outbox().is_empty()
     }
 
@@ -1899,7 +1893,7 @@ impl Session {
         outbox.set_queue_ok(ready);
         let idle =
             ready && self.control.is_empty() && outbox.is_idle() && self.waiting_for_room.is_none();
-        self.direct.lane().sync(self.link.as_ref(), idle);
+        outbox.set_lane(idle);
     }
 
     /// Writes the next packet with `send`: control packets first, then the outbox (read

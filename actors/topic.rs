@@ -8,15 +8,14 @@
 //! min(published QoS, highest granted QoS of that session's matching filters). No
 //! per-message matching and no payload copy: every delivery shares the same envelope.
 //!
-//! Fast path: while the subscriber's session has nothing waiting for its link, a QoS 0
-//! delivery goes straight onto the link through the session's
-//! [`Lane`](super::link::Lane), and a QoS 1/2 one through the session's shared outbound
-//! state ([`Direct`]: packet id and inflight entry taken there, if the inflight window has
-//! room; while the window is full the message goes into the session's queue there, to be
-//! sent on the next acknowledgement), so the common case costs no actor message and no
-//! turn of the subscriber's session. Otherwise it goes to the session as a
-//! [`LaneDeliver`], which keeps it behind what the session holds (see
-//! [`Lane`](super::link::Lane) for the ordering argument).
+//! Fast path: while the subscriber's session has nothing waiting for its link, a delivery
+//! goes straight onto the link through the session's shared outbound state ([`Direct`]: a
+//! QoS 0 one through its *lane*; for a QoS 1/2 one, packet id and inflight entry taken
+//! there, if the inflight window has room; while the window is full the message goes into
+//! the session's queue there, to be sent on the next acknowledgement), so the common case
+//! costs no actor message and no turn of the subscriber's session. Otherwise it goes to the
+//! session as a [`LaneDeliver`], which keeps it behind what the session holds (see
+//! [`Direct`] for the ordering argument).
 //! Neither the lane nor the direct path needs the session's actor, so a dormant
 //! (hibernating) subscriber stays dormant while it receives; a message for its mailbox wakes
 //! it (see [`SessionRef`]).
@@ -530,19 +529,10 @@ fn deliver_one(
 ) -> Option<Waiting> {
     match shared {
         Some(shared) => {
-            let lane = shared.lane();
-            // Every delivery of a session with a lane that does not take the lane is
-            // counted as pending there (so no later message overtakes it).
-            let deliver = if deliver.qos == QoS::AtMostOnce {
-                match lane.try_deliver(outgoing(deliver), wakes) {
-                    Ok(()) => {
-                        *direct += 1;
-                        return None;
-                    }
-                    Err(outgoing) => delivery(outgoing),
-                }
-            } else if matches!(deliver.persist, Persist::ByReceiver(_)) {
-                lane.hold();
+            // Every delivery of a session with a shared state that does not go straight out
+            // is counted as pending there (so no later message overtakes it).
+            let deliver = if matches!(deliver.persist, Persist::ByReceiver(_)) {
+                shared.hold();
                 deliver
             } else {
                 match shared.try_deliver(outgoing(deliver), node, wakes) {
@@ -551,16 +541,13 @@ fn deliver_one(
                         *direct += u64::from(taken == Taken::Written);
                         return None;
                     }
-                    Err(outgoing) => {
-                        lane.hold();
-                        delivery(outgoing)
-                    }
+                    Err(outgoing) => delivery(outgoing),
                 }
             };
             match session.try_send(LaneDeliver(deliver)) {
                 Ok(()) => None,
                 Err(SendError::Closed(_)) => {
-                    lane.settled();
+                    shared.settled();
                     None
                 }
                 Err(SendError::Full(deliver)) => Some(Waiting::Lane(deliver)),
