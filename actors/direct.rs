@@ -32,6 +32,14 @@
 //! A full link closes the lane too, so a client that does not read gets its messages
 //! through the session's bounded queue, where QoS 0 drops are counted.
 //!
+//! It is also the Registry's record of the client (the Routes' session map holds these
+//! and nothing else, keyed by their client ids): who may take the session over, the
+//! Registry's handle on the session, whether it is persistent or has state in the store,
+//! and the client's subscriptions by filter. Only the Registry reads or writes those, under
+//! the same lock, so an idle client costs one allocation here and one word in one map.
+//! The Registry never holds this lock while it takes the filter trie's or the session
+//! slot's, or drops a session handle under it.
+//!
 //! A 3.x session runs its resend timer only while something is inflight. A message that
 //! goes out here while the timer is not armed arms it ([`State`]'s flag, under the same
 //! lock) and tells the session with one [`ArmRetry`] to its mailbox: one per transition
@@ -40,14 +48,16 @@
 use super::ids::ClientId;
 use super::link::{ClientLink, Epoch, Outbound, Wakes};
 use super::outbox::{Outbox, Outgoing};
-use super::session::ArmRetry;
-use super::slot::{SessionRef, WeakSessionRef};
+use super::routes::Subscription;
+use super::session::{ArmRetry, Lazy};
+use super::slot::SessionRef;
 use crate::codec::{Protocol, QoS};
 use crate::metrics::Metrics;
 use crate::store::{Batch, InflightRecord, InflightStage, Store};
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 /// What [`Direct::try_deliver`] did with a message.
@@ -63,10 +73,13 @@ pub enum Taken {
 ///
 /// Every session has one, idle or not, so it is kept in jemalloc's 192-byte class (with
 /// the `Arc` counts): the node's store and metrics are handed in by the callers that need
-/// them, and the lane is two fields of the locked state.
+/// them, and the lane and the Registry's fields are fields of the locked state.
 #[derive(Debug)]
 pub struct Direct {
     client_id: ClientId,
+    /// The authenticated user that opened the session (`None`: anonymous); only the same
+    /// owner may take it over.
+    owner: Option<Arc<str>>,
     state: Mutex<State>,
     /// Set while the session's queue is over its limit under
     /// `session.queue_full = "backpressure"` (written by the session, read by Topics).
@@ -80,8 +93,13 @@ pub struct State {
     pub outbox: Outbox,
     /// The attached connection (set and cleared by the session only).
     pub link: Option<ClientLink>,
-    /// The session, told when a message sent here has to arm its resend timer.
-    session: Option<WeakSessionRef>,
+    /// The Registry's handle on the session: set when it registers the session, taken when
+    /// it unregisters it (so the cycle through the session's own handle on this state
+    /// lasts exactly as long as the registration). Topics use it to tell the session to arm
+    /// its resend timer.
+    session: Option<SessionRef>,
+    /// The client's subscriptions by filter (the Registry's).
+    filters: Filters,
     /// Outbox length last added to the node's `queued` gauge.
     counted: u32,
     /// Messages handed back to go through the session's mailbox and not settled yet (at
@@ -95,7 +113,15 @@ pub struct State {
     /// The session's 3.x resend timer runs (or an [`ArmRetry`] is on its way to start it);
     /// cleared by the session, under this lock, when it stops the timer.
     retry_armed: bool,
+    /// The session outlives its connection (the Registry's).
+    persistent: bool,
+    /// The session may have state in the store: it was persistent at some point (the
+    /// Registry's).
+    stored: bool,
 }
+
+/// One client's subscriptions by filter; allocates nothing until the first one.
+pub(super) type Filters = Lazy<HashMap<String, Subscription>>;
 
 impl State {
     /// True while a message may go straight on the link: the lane is open, nothing handed
@@ -137,11 +163,6 @@ impl Locked<'_> {
         self.0.lane_open = open;
     }
 
-    /// The session to tell when a message sent by a Topic has to arm its resend timer.
-    pub fn set_session(&mut self, session: WeakSessionRef) {
-        self.0.session = Some(session);
-    }
-
     /// Records whether the session's resend timer must run, which is while anything is
     /// inflight, and returns it. The session calls this to start the timer, and from the
     /// timer's tick to stop it: a Topic that sends a message afterwards finds it unarmed and
@@ -175,23 +196,77 @@ impl Locked<'_> {
     }
 }
 
+/// The Registry's record of the client.
+impl Locked<'_> {
+    /// Registers `session` (started for this state), persistent or not, with `filters`.
+    pub(super) fn register(&mut self, session: SessionRef, persistent: bool, filters: Filters) {
+        self.0.session = Some(session);
+        self.0.persistent = persistent;
+        self.0.stored = persistent;
+        self.0.filters = filters;
+    }
+
+    /// Unregisters the session: its handle (to be dropped without this lock), whether it
+    /// may have state in the store, and its filters.
+    pub(super) fn unregister(&mut self) -> (Option<SessionRef>, bool, Filters) {
+        let session = self.0.session.take();
+        (session, self.0.stored, std::mem::take(&mut self.0.filters))
+    }
+
+    /// The registered session.
+    pub(super) fn registered(&self) -> Option<&SessionRef> {
+        self.0.session.as_ref()
+    }
+
+    /// True when the session outlives its connection.
+    pub(super) fn persistent(&self) -> bool {
+        self.0.persistent
+    }
+
+    /// True when the session may have state in the store.
+    pub(super) fn stored(&self) -> bool {
+        self.0.stored
+    }
+
+    /// The session is no longer persistent, and its state in the store is deleted.
+    pub(super) fn forget_stored(&mut self) {
+        self.0.persistent = false;
+        self.0.stored = false;
+    }
+
+    /// The client's subscriptions by filter.
+    pub(super) fn filters(&mut self) -> &mut Filters {
+        &mut self.0.filters
+    }
+}
+
 impl Direct {
-    /// The shared state of `client_id`'s session, around its `outbox`, with a closed lane.
-    pub fn new(client_id: ClientId, outbox: Outbox) -> Self {
+    /// The shared state of `client_id`'s session opened by `owner`, around its `outbox`,
+    /// with a closed lane; not registered yet.
+    pub fn new(client_id: ClientId, owner: Option<Arc<str>>, outbox: Outbox) -> Self {
         Direct {
             client_id,
+            owner,
             full: AtomicBool::new(false),
             state: Mutex::new(State {
                 outbox,
                 link: None,
                 session: None,
+                filters: Filters::default(),
                 counted: 0,
                 pending: 0,
                 lane_open: false,
                 queue_ok: false,
                 retry_armed: false,
+                persistent: false,
+                stored: false,
             }),
         }
+    }
+
+    /// The user that opened the session (`None`: anonymous).
+    pub fn owner(&self) -> Option<&Arc<str>> {
+        self.owner.as_ref()
     }
 
     /// The client id of the session.
@@ -199,18 +274,14 @@ impl Direct {
         &self.client_id
     }
 
-    /// The session, if it still exists (its handle is set when it starts).
+    /// The session, while it is registered.
     pub fn session(&self) -> Option<SessionRef> {
-        self.lock().0.session.as_ref()?.upgrade()
+        self.lock().0.session.clone()
     }
 
-    /// True when this is `session`'s outbound state.
+    /// True when this is the state of `session`, registered.
     pub fn is_of(&self, session: &SessionRef) -> bool {
-        self.lock()
-            .0
-            .session
-            .as_ref()
-            .is_some_and(|s| s.is(session))
+        self.lock().0.session.as_ref() == Some(session)
     }
 
     /// True while the session's queue is over its limit under the backpressure policy:
@@ -296,7 +367,7 @@ impl Direct {
         state: &mut State,
         message: Outgoing,
         wakes: &mut Wakes,
-    ) -> Result<(Taken, Option<WeakSessionRef>), Outgoing> {
+    ) -> Result<(Taken, Option<SessionRef>), Outgoing> {
         if !state.lane_is_open() {
             return Err(message);
         }
@@ -319,7 +390,7 @@ impl Direct {
         message: Outgoing,
         (store, metrics): (&Store, &Metrics),
         wakes: &mut Wakes,
-    ) -> Result<(Taken, Option<WeakSessionRef>), Outgoing> {
+    ) -> Result<(Taken, Option<SessionRef>), Outgoing> {
         let state = &mut *locked.0;
         let Some(link) = &state.link else {
             return Err(message);
@@ -405,7 +476,7 @@ impl Direct {
 
 /// With something inflight on a 3.x link and the session's resend timer not armed: arms
 /// it and returns the session to tell.
-fn retry_unarmed(state: &mut State) -> Option<WeakSessionRef> {
+fn retry_unarmed(state: &mut State) -> Option<SessionRef> {
     let v5 = state.link.as_ref().map(ClientLink::protocol) == Some(Protocol::V5);
     if state.retry_armed || v5 || state.outbox.inflight_len() == 0 {
         return None;
@@ -414,10 +485,10 @@ fn retry_unarmed(state: &mut State) -> Option<WeakSessionRef> {
     state.session.clone()
 }
 
-/// Tells the session (if it still exists; a dormant one wakes) to start its resend timer;
-/// called without the lock.
-fn tell_arm_retry(session: Option<WeakSessionRef>) {
-    if let Some(session) = session.as_ref().and_then(WeakSessionRef::upgrade) {
+/// Tells the session (a dormant one wakes) to start its resend timer; called without the
+/// lock, which the handle is dropped outside of.
+fn tell_arm_retry(session: Option<SessionRef>) {
+    if let Some(session) = session {
         session.do_send(ArmRetry);
     }
 }
@@ -460,7 +531,7 @@ mod tests {
             max_bytes: 1000,
             max_inflight,
         });
-        let d = Direct::new(ClientId::from("s"), outbox);
+        let d = Direct::new(ClientId::from("s"), None, outbox);
         Fixture {
             d,
             store,
@@ -470,8 +541,8 @@ mod tests {
 
     #[test]
     fn stays_in_its_allocation_class() {
-        // With the `Arc` counts, 192 bytes: one more word would make every session's
-        // outbound state a 224-byte allocation.
+        // With the `Arc` counts, 192 bytes: one more word would make every client's
+        // record a 224-byte allocation.
         assert!(
             std::mem::size_of::<Direct>() <= 176,
             "Direct: {}",

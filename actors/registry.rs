@@ -10,8 +10,12 @@
 //!
 //! It owns every name and subscription of the node: client id → Session, topic name → Topic,
 //! the filter trie of all subscriptions, the index of retained messages, and each client's
-//! own filters. It publishes the read side through [`Routes`](super::Routes), so publishes do not wait on
-//! it. It is the one place that resolves the clash between client ids and topic names: a
+//! own filters. It publishes the read side through [`Routes`](super::Routes), so publishes
+//! do not wait on it. What it keeps per client (the session's handle, its persistence, its
+//! filters, its owner) lives in the client's record in the Routes
+//! ([`Direct`](super::direct::Direct)), which it alone writes: it keeps no map of its own.
+//!
+//! It is the one place that resolves the clash between client ids and topic names: a
 //! CONNECT with a client id equal to a subscribed topic name is refused, and so is a
 //! subscription to a filter equal to an existing client id.
 //!
@@ -26,10 +30,11 @@
 //! flooded by a client: each follows one request, and a session has at most one request
 //! outstanding at a time because its connection waits for each packet to be handled.
 
+use super::direct::Filters;
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::routes::Subscription;
-use super::session::{self, Discard, Lazy, Session, Wake};
+use super::session::{self, Discard, Session, Wake};
 use super::slot::SessionRef;
 use super::topic::{Intake, SetSubscriber, Stop, Subscriber, Topic};
 use super::Node;
@@ -48,25 +53,6 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// What the registry knows about one client id; one per session of the node, so kept
-/// small (48 bytes).
-struct Client {
-    /// Its session (running or dormant).
-    session: SessionRef,
-    /// The session outlives its connection (persistent session).
-    persistent: bool,
-    /// The session may have state in the store (it was persistent at some point).
-    stored: bool,
-    /// Its subscriptions, by filter.
-    filters: Filters,
-    /// The authenticated user that opened it (`None`: anonymous); only the same owner
-    /// may take it over.
-    owner: Option<Arc<str>>,
-}
-
-/// One client's subscriptions by filter; allocates nothing until the first one.
-type Filters = Lazy<HashMap<String, Subscription>>;
-
 /// The node's naming service; see the module documentation.
 pub struct Registry {
     /// Dependencies, with this Registry's own address.
@@ -74,8 +60,6 @@ pub struct Registry {
     /// The same dependencies, shared by every session this Registry starts (one `Arc`
     /// instead of a copy of the bundle, with its Registry address, per session).
     session_node: Arc<Node>,
-    /// Every session of the node.
-    clients: HashMap<ClientId, Client>,
     /// Running Topic actors, searchable by filter.
     topics: NameTrie<Addr<Topic>>,
     /// Wildcard-free filters with at least one subscriber, with their subscriber counts:
@@ -99,7 +83,6 @@ impl Registry {
         let mut registry = Registry {
             session_node: Arc::new(node.clone()),
             node,
-            clients: HashMap::new(),
             topics: NameTrie::new(),
             exact_filters: HashMap::new(),
             retained: NameTrie::new(),
@@ -167,6 +150,17 @@ impl Handler<WorkerThread> for Registry {
 
 /// Restarted in place by the [`Supervisor`](super::Supervisor) if it ever stops: state and
 /// address are kept.
+impl Drop for Registry {
+    /// Unregisters every session as the node goes: a record holds its session's handle and
+    /// the session holds its record, so the pair would otherwise outlive the node.
+    fn drop(&mut self) {
+        for client in self.node.routes.drain_sessions() {
+            let (session, _, _) = client.lock().unregister();
+            drop(session);
+        }
+    }
+}
+
 impl Supervised for Registry {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         warn!(self.node.log, "registry restarting");
@@ -222,23 +216,24 @@ impl Handler<OpenSession> for Registry {
         if self.exact_filters.contains_key(msg.client_id.as_str()) {
             return ActorResponse::reply(Err(OpenSessionError::IdentifierIsTopic));
         }
-        if let Some(client) = self.clients.get(&msg.client_id) {
-            if client.owner != msg.owner {
+        if let Some(client) = self.node.routes.direct(msg.client_id.as_str()) {
+            if client.owner() != msg.owner.as_ref() {
                 return ActorResponse::reply(Err(OpenSessionError::NotOwner));
             }
-        }
-        if let Some(client) = self.clients.get_mut(&msg.client_id) {
+            let (persistent, session) = {
+                let record = client.lock();
+                (record.persistent(), record.registered().cloned())
+            };
             // A session stopped without a trace (its actor gone, its handle closed) is
             // replaced below like a discarded session.
-            let resumed = (client.persistent && !msg.clean_start)
-                .then(|| client.session.clone())
+            let resumed = session
+                .filter(|_| persistent && !msg.clean_start)
                 .filter(SessionRef::connected);
             if let Some(session) = resumed {
                 if !msg.persistent {
                     // No longer kept after this connection: forget what the store has and
                     // stop storing new messages for it.
-                    client.persistent = false;
-                    client.stored = false;
+                    client.lock().forget_stored();
                     let mut batch = Batch::new();
                     batch.del_session(msg.client_id.as_str());
                     self.node.store.submit(batch);
@@ -250,7 +245,11 @@ impl Handler<OpenSession> for Registry {
                 }));
             }
         }
-        let stored = self.clients.get(&msg.client_id).is_some_and(|c| c.stored);
+        let stored = self
+            .node
+            .routes
+            .direct(msg.client_id.as_str())
+            .is_some_and(|c| c.lock().stored());
         if let Some(old) = self.remove_client(&msg.client_id) {
             debug!(self.node.log, "session replaced"; "client_id" => %msg.client_id);
             if !stored {
@@ -286,25 +285,15 @@ impl Handler<OpenSession> for Registry {
 impl Registry {
     /// Starts a new session for `msg`'s client id (none is registered for it).
     fn new_session(&mut self, msg: OpenSession) -> SessionOpened {
-        let shared = session::shared(msg.client_id.clone(), &self.session_node);
+        let shared = session::shared(msg.client_id, msg.owner, &self.session_node);
         let (node, theirs) = (self.session_node.clone(), shared.clone());
         let session = SessionRef::start(Session::new(node, theirs), &msg.arbiter);
-        // Registered at once (the session set its handle in it as it started): Topics may
-        // pick it up as soon as the session is named (the lane stays closed until a
-        // connection attaches).
-        self.node
-            .routes
-            .insert_session(msg.client_id.clone(), shared);
-        self.clients.insert(
-            msg.client_id,
-            Client {
-                session: session.clone(),
-                persistent: msg.persistent,
-                stored: msg.persistent,
-                filters: Filters::default(),
-                owner: msg.owner,
-            },
-        );
+        // Registered at once: Topics may pick it up as soon as the session is named (the
+        // lane stays closed until a connection attaches).
+        shared
+            .lock()
+            .register(session.clone(), msg.persistent, Filters::default());
+        self.node.routes.insert_session(shared);
         Metrics::incr(&self.node.metrics.sessions);
         SessionOpened {
             session,
@@ -328,9 +317,10 @@ impl Handler<SessionEnded> for Registry {
 
     fn handle(&mut self, msg: SessionEnded, _ctx: &mut Self::Context) {
         let current = self
-            .clients
-            .get(&msg.client_id)
-            .is_some_and(|c| c.session == msg.session);
+            .node
+            .routes
+            .direct(msg.client_id.as_str())
+            .is_some_and(|c| c.is_of(&msg.session));
         if current {
             self.remove_client(&msg.client_id);
         }
@@ -389,8 +379,8 @@ impl Registry {
                 break;
             }
             if let Some((_, client_id)) = self.expiries.pop_first() {
-                if let Some(client) = self.clients.get(&client_id) {
-                    client.session.do_send(Wake);
+                if let Some(session) = self.node.routes.session(client_id.as_str()) {
+                    session.do_send(Wake);
                 }
             }
         }
@@ -454,14 +444,17 @@ impl Handler<Unsubscribe> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Self::Context) {
-        let Some(client) = self.clients.get_mut(&msg.client_id) else {
+        let Some(client) = self.node.routes.direct(msg.client_id.as_str()) else {
             return;
         };
-        let removed: Vec<String> = msg
-            .filters
-            .into_iter()
-            .filter(|f| client.filters.remove(f).is_some())
-            .collect();
+        let removed: Vec<String> = {
+            let mut record = client.lock();
+            let filters = record.filters();
+            msg.filters
+                .into_iter()
+                .filter(|f| filters.remove(f).is_some())
+                .collect()
+        };
         self.forget_filters(&msg.client_id, &removed);
     }
 }
@@ -518,23 +511,25 @@ impl Handler<EnsureTopic> for Registry {
         if let Some(topic) = self.topics.get(msg.name.as_str()) {
             return Some(topic.clone());
         }
+        // Collected first: no client's record is locked under the trie's lock.
+        let mut matched: Vec<(ClientId, Subscription)> = Vec::new();
+        self.node
+            .routes
+            .filters()
+            .for_each_match(msg.name.as_str(), |_filter, client_id, subscription| {
+                matched.push((client_id.clone(), *subscription))
+            });
         let mut subscribers: HashMap<ClientId, Subscriber> = HashMap::new();
-        self.node.routes.filters().for_each_match(
-            msg.name.as_str(),
-            |_filter, client_id, subscription| {
-                let Some(client) = self.clients.get(client_id) else {
-                    return;
-                };
-                match subscribers.entry(client_id.clone()) {
-                    Entry::Occupied(mut e) => merge(e.get_mut(), subscription),
-                    Entry::Vacant(e) => {
-                        if let Some(subscriber) = subscriber(client, subscription) {
-                            e.insert(subscriber);
-                        }
+        for (client_id, subscription) in matched {
+            match subscribers.entry(client_id) {
+                Entry::Occupied(mut e) => merge(e.get_mut(), &subscription),
+                Entry::Vacant(e) => {
+                    if let Some(subscriber) = self.subscriber(e.key(), &subscription) {
+                        e.insert(subscriber);
                     }
                 }
-            },
-        );
+            }
+        }
         if subscribers.is_empty() {
             return None;
         }
@@ -551,7 +546,7 @@ impl Registry {
         let workers = self.node.workers.clone();
         for (n, stored) in loaded.sessions.into_iter().enumerate() {
             let client_id = ClientId::from(stored.client_id.clone());
-            if self.clients.contains_key(&client_id) {
+            if self.node.routes.is_session(client_id.as_str()) {
                 continue;
             }
             let owner = stored.record.owner.as_deref().map(Arc::from);
@@ -561,7 +556,7 @@ impl Registry {
                 .iter()
                 .map(session::subscription_from_record)
                 .collect();
-            let shared = session::shared(client_id.clone(), &self.session_node);
+            let shared = session::shared(client_id.clone(), owner, &self.session_node);
             let (node, theirs) = (self.session_node.clone(), shared.clone());
             let session = Session::restored(node, theirs, stored);
             let session = if workers.is_empty() {
@@ -569,7 +564,6 @@ impl Registry {
             } else {
                 SessionRef::start(session, &workers[n % workers.len()])
             };
-            self.node.routes.insert_session(client_id.clone(), shared);
             {
                 let mut trie = self.node.routes.filters_mut();
                 for (filter, subscription) in filters.iter() {
@@ -580,16 +574,8 @@ impl Registry {
                     }
                 }
             }
-            self.clients.insert(
-                client_id,
-                Client {
-                    session,
-                    owner,
-                    persistent: true,
-                    stored: true,
-                    filters,
-                },
-            );
+            shared.lock().register(session, true, filters);
+            self.node.routes.insert_session(shared);
             Metrics::incr(&self.node.metrics.sessions);
         }
         for record in loaded.retained {
@@ -620,11 +606,12 @@ impl Registry {
     /// Sends every running Topic that one of the client's filters matches the client's
     /// current merged entry (after its persistence changed).
     fn refresh_topics(&mut self, client_id: &ClientId) {
-        let Some(client) = self.clients.get(client_id) else {
+        let Some(client) = self.node.routes.direct(client_id.as_str()) else {
             return;
         };
+        let filters: Vec<String> = client.lock().filters().keys().cloned().collect();
         let mut affected: HashMap<TopicName, Addr<Topic>> = HashMap::new();
-        for filter in client.filters.keys() {
+        for filter in &filters {
             self.topics.for_each_match(filter, |name, topic| {
                 affected.insert(TopicName::from(name), topic.clone());
             });
@@ -642,14 +629,15 @@ impl Registry {
         subscription: Subscription,
         retained: &mut Vec<(Envelope, QoS)>,
     ) -> Result<QoS, SubscribeRefused> {
-        if self.clients.contains_key(filter.as_str()) {
+        if self.node.routes.is_session(&filter) {
             return Err(SubscribeRefused::ClientId);
         }
-        let Some(client) = self.clients.get_mut(client_id) else {
+        let Some(client) = self.node.routes.direct(client_id.as_str()) else {
             return Err(SubscribeRefused::NoSession);
         };
         let existed = client
-            .filters
+            .lock()
+            .filters()
             .insert(filter.clone(), subscription)
             .is_some();
         self.node
@@ -687,17 +675,16 @@ impl Registry {
     /// Unregisters a client and everything it subscribed; returns its session (if its
     /// actor still has a mailbox).
     fn remove_client(&mut self, client_id: &ClientId) -> Option<SessionRef> {
-        let client = self.clients.remove(client_id)?;
-        let session = Some(client.session).filter(SessionRef::connected);
-        if client.stored {
+        let client = self.node.routes.remove_session(client_id.as_str())?;
+        let (session, stored, filters) = client.lock().unregister();
+        let session = session.filter(SessionRef::connected);
+        if stored {
             let mut batch = Batch::new();
             batch.del_session(client_id.as_str());
             self.node.store.submit(batch);
         }
-        self.node.routes.remove_session(client_id.as_str());
         Metrics::sub(&self.node.metrics.sessions, 1);
-        let filters = client.filters.into_keys();
-        self.forget_filters(client_id, &filters);
+        self.forget_filters(client_id, &filters.into_keys());
         session
     }
 
@@ -740,18 +727,20 @@ impl Registry {
 
     /// The merged subscriber entry of `client_id` for topic `name`, from its own filters.
     fn merged(&self, client_id: &ClientId, name: &str) -> Option<Subscriber> {
-        let client = self.clients.get(client_id)?;
-        let mut out: Option<Subscriber> = None;
-        for (filter, subscription) in client.filters.iter() {
-            if !topics::matches(filter, name) {
-                continue;
-            }
-            match &mut out {
-                Some(s) => merge(s, subscription),
-                None => out = subscriber(client, subscription),
-            }
+        let client = self.node.routes.direct(client_id.as_str())?;
+        let matching: Vec<Subscription> = client
+            .lock()
+            .filters()
+            .iter()
+            .filter(|(filter, _)| topics::matches(filter, name))
+            .map(|(_, subscription)| *subscription)
+            .collect();
+        let (first, rest) = matching.split_first()?;
+        let mut out = self.subscriber(client_id, first)?;
+        for subscription in rest {
+            merge(&mut out, subscription);
         }
-        out
+        Some(out)
     }
 
     /// Starts the Topic of `name` on a worker chosen by the name's hash, unless that is the
@@ -809,20 +798,27 @@ impl Registry {
     }
 }
 
-/// The subscriber entry of `client` for one matching subscription.
-/// `None` when the session has stopped (its entry is about to be removed).
-fn subscriber(client: &Client, subscription: &Subscription) -> Option<Subscriber> {
-    if !client.session.connected() {
-        return None;
+impl Registry {
+    /// The subscriber entry of `client_id` for one matching subscription. `None` when the
+    /// client is gone or its session has stopped (its entry is about to be removed).
+    fn subscriber(&self, client_id: &ClientId, subscription: &Subscription) -> Option<Subscriber> {
+        let client = self.node.routes.direct(client_id.as_str())?;
+        let (session, persistent) = {
+            let record = client.lock();
+            (record.registered()?.clone(), record.persistent())
+        };
+        if !session.connected() {
+            return None;
+        }
+        Some(Subscriber {
+            session,
+            persistent,
+            qos: subscription.options.qos,
+            no_local: subscription.options.no_local,
+            retain_as_published: subscription.options.retain_as_published,
+            subscription_ids: subscription.identifier.into_iter().collect(),
+        })
     }
-    Some(Subscriber {
-        session: client.session.clone(),
-        persistent: client.persistent,
-        qos: subscription.options.qos,
-        no_local: subscription.options.no_local,
-        retain_as_published: subscription.options.retain_as_published,
-        subscription_ids: subscription.identifier.into_iter().collect(),
-    })
 }
 
 /// Folds one more matching subscription of the same client into its entry: highest QoS,
@@ -1076,7 +1072,6 @@ mod tests {
             "Session: {}",
             size_of::<Session>()
         );
-        assert!(size_of::<Client>() <= 48, "Client: {}", size_of::<Client>());
     }
 
     #[actix_rt::test]

@@ -8,12 +8,12 @@
 //! name nobody subscribes to costs three lookups and no actor hop, and only the first
 //! publish to a matching name asks the Registry to start its Topic.
 //!
-//! It also holds each session's shared outbound state ([`Direct`], with its
-//! lane), in the same entry as its handle ([`SessionRef`]), which
-//! Topics pick up when a session joins their subscriber set, to put QoS 0 (lane) and QoS
-//! 1/2 (direct) messages straight on the subscriber's link. The Registry registers it with
-//! the session (one entry per client id: an idle client costs one map slot and one handle
-//! here). Each running Topic carries a `stores`
+//! It also holds every client's record ([`Direct`]: the session's shared outbound state,
+//! with its lane, and the Registry's fields, among them the handle on the session,
+//! [`SessionRef`]), which Topics pick up when a session joins their subscriber set, to put
+//! messages straight on the subscriber's link. The map holds the records alone, found by
+//! the client id they carry: an idle client costs one word here, and the Registry keeps
+//! no map of its own. Each running Topic carries a `stores`
 //! flag, set by the Registry once a persistent subscriber joins it: a publisher's
 //! acknowledgement waits for a store commit only for such Topics.
 //!
@@ -44,7 +44,9 @@ use crate::codec::SubscriptionOptions;
 use crate::topic::FilterTrie;
 use actix::prelude::SendError;
 use actix::{Addr, Handler, Message};
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -73,12 +75,36 @@ pub enum Offer<H, M, R = M> {
     Absent(R),
 }
 
-/// A registered session: its shared outbound state (with its lane, and a weak handle on
-/// the session: [`Direct::session`]). Weak, because the Registry holds the session's handle
-/// for exactly as long as this entry exists (both change in the same Registry step), and
-/// a dormant session holds the node, and so these routes: a strong handle here would make
-/// a cycle. One word per entry: every client id has one.
-type SessionRoute = Arc<Direct>;
+/// A registered client's record in the session map, hashed and compared by its client id
+/// (so the map is searched with a `&str`, and holds one word per client).
+#[derive(Clone)]
+struct Named(Arc<Direct>);
+
+impl Named {
+    fn name(&self) -> &str {
+        self.0.client_id().as_str()
+    }
+}
+
+impl Hash for Named {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl PartialEq for Named {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Named {}
+
+impl Borrow<str> for Named {
+    fn borrow(&self) -> &str {
+        self.name()
+    }
+}
 
 /// How a message offered to a running Topic fared ([`Routes::offer_topic`]): when no
 /// Topic runs, the envelope is handed back, not built into a message.
@@ -99,7 +125,7 @@ struct TopicRoute {
 
 /// Names → actors and the filter trie; see the module documentation.
 pub struct Routes {
-    sessions: DashMap<ClientId, SessionRoute>,
+    sessions: DashSet<Named>,
     topics: DashMap<TopicName, TopicRoute>,
     filters: RwLock<FilterTrie<ClientId, Subscription>>,
 }
@@ -128,7 +154,7 @@ impl Routes {
     /// Empty routes.
     pub fn new() -> Self {
         Routes {
-            sessions: DashMap::new(),
+            sessions: DashSet::new(),
             topics: DashMap::new(),
             filters: RwLock::new(FilterTrie::new()),
         }
@@ -139,10 +165,10 @@ impl Routes {
         self.direct(name)?.session()
     }
 
-    /// The shared outbound state registered for client id `name`, cloned out of the map
-    /// (its lock is never taken under the map's).
-    fn direct(&self, name: &str) -> Option<Arc<Direct>> {
-        self.sessions.get(name).map(|entry| entry.value().clone())
+    /// The record registered for client id `name`, cloned out of the map (its lock is never
+    /// taken under the map's).
+    pub(super) fn direct(&self, name: &str) -> Option<Arc<Direct>> {
+        self.sessions.get(name).map(|entry| entry.key().0.clone())
     }
 
     /// Offers `msg` to the session of client id `name` through its stored handle (see the
@@ -164,7 +190,7 @@ impl Routes {
 
     /// True when client id `name` has a session (online or offline).
     pub fn is_session(&self, name: &str) -> bool {
-        self.sessions.contains_key(name)
+        self.sessions.contains(name)
     }
 
     /// The Topic actor serving topic `name`, if one runs.
@@ -245,15 +271,22 @@ impl Routes {
         self.filters.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a session by its shared outbound state (Registry only; the session set its
-    /// handle there when it started, see [`Direct::session`]).
-    pub(super) fn insert_session(&self, id: ClientId, direct: Arc<Direct>) {
-        self.sessions.insert(id, direct);
+    /// Registers a client's record, under the client id it carries (Registry only, after it
+    /// registered the session in it).
+    pub(super) fn insert_session(&self, direct: Arc<Direct>) {
+        self.sessions.insert(Named(direct));
     }
 
-    /// Unregisters a session (Registry only).
-    pub(super) fn remove_session(&self, id: &str) {
-        self.sessions.remove(id);
+    /// Unregisters the record of client id `name` and returns it (Registry only).
+    pub(super) fn remove_session(&self, name: &str) -> Option<Arc<Direct>> {
+        self.sessions.remove(name).map(|named| named.0)
+    }
+
+    /// Unregisters every record and returns them (Registry only, as it stops for good).
+    pub(super) fn drain_sessions(&self) -> Vec<Arc<Direct>> {
+        let all = self.sessions.iter().map(|named| named.0.clone()).collect();
+        self.sessions.clear();
+        all
     }
 
     /// Registers a topic (Registry only); `stores`: it starts with a persistent subscriber.

@@ -224,6 +224,12 @@ enum Timer {
 /// methods are the collection's own that the session uses.
 pub(super) struct Lazy<T>(Option<Box<T>>);
 
+impl<T: std::fmt::Debug> std::fmt::Debug for Lazy<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl<T> Default for Lazy<T> {
     fn default() -> Self {
         Lazy(None)
@@ -398,19 +404,19 @@ mod lazy_tests {
     }
 }
 
-/// Fresh outbound state for a session of `client_id` on `node`: an empty outbox with the
-/// configured limits, a closed lane, a clear queue-full flag. It is what the session shares
-/// beyond its actor ([`Direct`]): the Registry makes it before it starts the actor (on the
-/// connection's arbiter) and registers it in the route snapshot with the session's handle
-/// at once, and hands it to Topics.
-pub fn shared(client_id: ClientId, node: &Node) -> Arc<Direct> {
+/// Fresh outbound state for a session of `client_id`, opened by `owner`, on `node`: an empty
+/// outbox with the configured limits, a closed lane, a clear queue-full flag. It is what the
+/// session shares beyond its actor ([`Direct`]): the Registry makes it before it starts the
+/// actor (on the connection's arbiter), registers the session's handle in it and it in the
+/// route snapshot at once, and hands it to Topics.
+pub fn shared(client_id: ClientId, owner: Option<Arc<str>>, node: &Node) -> Arc<Direct> {
     let s = &node.config.session;
     let outbox = Outbox::new(Limits {
         max_messages: s.max_queued_messages,
         max_bytes: s.max_queued_bytes,
         max_inflight: s.max_inflight,
     });
-    Arc::new(Direct::new(client_id, outbox))
+    Arc::new(Direct::new(client_id, owner, outbox))
 }
 
 impl Session {
@@ -1111,7 +1117,6 @@ impl Session {
 
     /// How everybody addresses this session (set once, before the actor starts).
     pub(super) fn set_slot(&mut self, slot: WeakSessionRef) {
-        self.outbox().set_session(slot.clone());
         self.slot = slot;
     }
 
@@ -2917,6 +2922,23 @@ mod tests {
         let mut config = crate::Config::default();
         config.session.hibernate_after = 1;
         node_with(config)
+    }
+
+    #[test]
+    fn a_dormant_session_and_its_record_go_with_the_node() {
+        // The record holds the session's handle and the dormant session holds its record:
+        // the Registry breaks the pair up when it goes.
+        let system = actix_rt::System::new();
+        let (record, end) = system.block_on(async {
+            let node = sleepy_node();
+            let (s, _epoch, end) = attach(&node, "d", true, AttachOptions::default()).await;
+            until_dormant(&s).await;
+            let record = Arc::downgrade(&node.routes.direct("d").expect("registered"));
+            (record, end)
+        });
+        drop(system);
+        assert!(record.upgrade().is_none(), "the record outlived the node");
+        drop(end);
     }
 
     /// Waits (at most 5 s) until `session` is dormant.

@@ -1360,6 +1360,7 @@ mod tests {
         let conn_size = std::mem::size_of_val(&conn);
         let direct = Direct::new(
             ClientId::from("sizes"),
+            None,
             crate::actors::outbox::Outbox::new(crate::actors::outbox::Limits {
                 max_messages: 1,
                 max_bytes: 1,
@@ -1394,6 +1395,7 @@ mod tests {
         let epoch = end.epoch();
         let direct = Direct::new(
             ClientId::from("parks"),
+            None,
             crate::actors::outbox::Outbox::new(crate::actors::outbox::Limits {
                 max_messages: 1,
                 max_bytes: 1,
