@@ -272,8 +272,11 @@ impl Routes {
     }
 
     /// Registers a client's record, under the client id it carries (Registry only, after it
-    /// registered the session in it).
+    /// registered the session in it and unregistered the client's previous record).
     pub(super) fn insert_session(&self, direct: Arc<Direct>) {
+        // A set keeps the entry it has: make sure the new record is the one found.
+        let previous = self.sessions.remove(direct.client_id().as_str());
+        debug_assert!(previous.is_none(), "a client registered twice");
         self.sessions.insert(Named(direct));
     }
 
