@@ -9,8 +9,11 @@
 #
 # fubar runs with FUBAR_AUTH__ALLOW=127.0.0.0/8,::1 (the generator connects from 127.0.0.x
 # sources; by default only 127.0.0.1 and ::1 are trusted and other addresses are asked for
-# credentials and rate-limited; authentication itself stays on) and FUBAR_HTTP__PORT=0 on
-# 127.0.0.1 (a free port for the admin/metrics server).
+# credentials and rate-limited; authentication itself stays on), FUBAR_HTTP__PORT=0 on
+# 127.0.0.1 (a free port for the admin/metrics server) and
+# FUBAR_SESSION__MAX_QUEUED_MESSAGES=100000, the per-client queue Mosquitto gets below
+# (fubar's default, 1000, drops QoS 0 messages in fan-in once the one subscriber's
+# connection falls behind; they are counted in fubar_dropped_messages_total).
 #
 # The qos1-persistent scenario (QoS 1 pub/sub, subscribers with clean session 0) compares
 # fubar-strict (store.durability = "strict": PUBACK after the fsync), fubar-relaxed and
@@ -300,7 +303,7 @@ start_broker() {
       [ "$name" = "fubar-relaxed" ] && durability=relaxed
       FUBAR_MQTT__BIND=127.0.0.1 FUBAR_NODE__LOG_DIR="$dir/log" FUBAR_NODE__LOG_LEVEL=warning \
         FUBAR_AUTH__ALLOW="127.0.0.0/8,::1" FUBAR_HTTP__BIND=127.0.0.1 FUBAR_HTTP__PORT=0 \
-        FUBAR_STORE__DURABILITY=$durability \
+        FUBAR_STORE__DURABILITY=$durability FUBAR_SESSION__MAX_QUEUED_MESSAGES=100000 \
         "$FUBAR" run --mqtt-port "$BPORT" --data-dir "$dir/data" >"$dir/out.log" 2>&1 &
       ;;
     mosquitto)
