@@ -321,7 +321,8 @@ impl Direct {
     }
 
     /// True while Topics may write to the link directly.
-    pub fn lane_is_open(&self) -> bool {
+    #[cfg(test)]
+    fn lane_is_open(&self) -> bool {
         self.lock().0.lane_is_open()
     }
 

@@ -130,6 +130,17 @@ pub(crate) mod testing {
         clean_start: bool,
         options: AttachOptions,
     ) -> (SessionRef, Epoch, LinkEnd) {
+        attach_as(node, id, clean_start, options, None).await
+    }
+
+    /// [`attach`] for the authenticated user `owner`.
+    pub async fn attach_as(
+        node: &Node,
+        id: &str,
+        clean_start: bool,
+        options: AttachOptions,
+        owner: Option<Arc<str>>,
+    ) -> (SessionRef, Epoch, LinkEnd) {
         let opened = node
             .registry
             .send(OpenSession {
@@ -137,7 +148,7 @@ pub(crate) mod testing {
                 clean_start,
                 persistent: !options.expiry.is_zero(),
                 arbiter: actix_rt::Arbiter::current(),
-                owner: None,
+                owner,
             })
             .await
             .expect("registry")

@@ -30,7 +30,7 @@
 //! flooded by a client: each follows one request, and a session has at most one request
 //! outstanding at a time because its connection waits for each packet to be handled.
 
-use super::direct::Filters;
+use super::direct::{Direct, Filters};
 use super::envelope::Envelope;
 use super::ids::{ClientId, TopicName};
 use super::routes::Subscription;
@@ -216,7 +216,8 @@ impl Handler<OpenSession> for Registry {
         if self.exact_filters.contains_key(msg.client_id.as_str()) {
             return ActorResponse::reply(Err(OpenSessionError::IdentifierIsTopic));
         }
-        if let Some(client) = self.node.routes.direct(msg.client_id.as_str()) {
+        let existing = self.node.routes.direct(msg.client_id.as_str());
+        if let Some(client) = &existing {
             if client.owner() != msg.owner.as_ref() {
                 return ActorResponse::reply(Err(OpenSessionError::NotOwner));
             }
@@ -245,11 +246,7 @@ impl Handler<OpenSession> for Registry {
                 }));
             }
         }
-        let stored = self
-            .node
-            .routes
-            .direct(msg.client_id.as_str())
-            .is_some_and(|c| c.lock().stored());
+        let stored = existing.is_some_and(|c| c.lock().stored());
         if let Some(old) = self.remove_client(&msg.client_id) {
             debug!(self.node.log, "session replaced"; "client_id" => %msg.client_id);
             if !stored {
@@ -524,7 +521,8 @@ impl Handler<EnsureTopic> for Registry {
             match subscribers.entry(client_id) {
                 Entry::Occupied(mut e) => merge(e.get_mut(), &subscription),
                 Entry::Vacant(e) => {
-                    if let Some(subscriber) = self.subscriber(e.key(), &subscription) {
+                    let client = self.node.routes.direct(e.key().as_str());
+                    if let Some(subscriber) = client.and_then(|c| subscriber(&c, &subscription)) {
                         e.insert(subscriber);
                     }
                 }
@@ -736,7 +734,7 @@ impl Registry {
             .map(|(_, subscription)| *subscription)
             .collect();
         let (first, rest) = matching.split_first()?;
-        let mut out = self.subscriber(client_id, first)?;
+        let mut out = subscriber(&client, first)?;
         for subscription in rest {
             merge(&mut out, subscription);
         }
@@ -798,27 +796,24 @@ impl Registry {
     }
 }
 
-impl Registry {
-    /// The subscriber entry of `client_id` for one matching subscription. `None` when the
-    /// client is gone or its session has stopped (its entry is about to be removed).
-    fn subscriber(&self, client_id: &ClientId, subscription: &Subscription) -> Option<Subscriber> {
-        let client = self.node.routes.direct(client_id.as_str())?;
-        let (session, persistent) = {
-            let record = client.lock();
-            (record.registered()?.clone(), record.persistent())
-        };
-        if !session.connected() {
-            return None;
-        }
-        Some(Subscriber {
-            session,
-            persistent,
-            qos: subscription.options.qos,
-            no_local: subscription.options.no_local,
-            retain_as_published: subscription.options.retain_as_published,
-            subscription_ids: subscription.identifier.into_iter().collect(),
-        })
+/// The subscriber entry of `client` for one matching subscription. `None` when its session
+/// is no longer registered or has stopped (its entry is about to be removed).
+fn subscriber(client: &Direct, subscription: &Subscription) -> Option<Subscriber> {
+    let (session, persistent) = {
+        let record = client.lock();
+        (record.registered()?.clone(), record.persistent())
+    };
+    if !session.connected() {
+        return None;
     }
+    Some(Subscriber {
+        session,
+        persistent,
+        qos: subscription.options.qos,
+        no_local: subscription.options.no_local,
+        retain_as_published: subscription.options.retain_as_published,
+        subscription_ids: subscription.identifier.into_iter().collect(),
+    })
 }
 
 /// Folds one more matching subscription of the same client into its entry: highest QoS,

@@ -250,9 +250,9 @@ impl Routes {
         self.filters().has_match(name)
     }
 
-    /// The shared outbound state (with the lane) of `session`, registered for client id
-    /// `name`; `None` when `session` is not the one registered for the name.
-    pub fn lane(&self, name: &str, session: &SessionRef) -> Option<Arc<Direct>> {
+    /// The record (shared outbound state, with the lane) of `session`, registered for
+    /// client id `name`; `None` when `session` is not the one registered for the name.
+    pub fn shared(&self, name: &str, session: &SessionRef) -> Option<Arc<Direct>> {
         self.direct(name).filter(|direct| direct.is_of(session))
     }
 

@@ -51,7 +51,7 @@
 //! periods after its last activity) stops its actor and leaves in its slot a [`Dormant`]
 //! record of what it holds that is not the default (48 bytes, inline in the slot, and a
 //! boxed extra part only for rare state: a will, subscriptions, inbound QoS 2 ids,
-//! permissions, an owner...); the first message that needs it starts the actor again,
+//! permissions...); the first message that needs it starts the actor again,
 //! rebuilt from the record, on the same arbiter (see the slot module for why nothing is
 //! lost or reordered). Idle means: nothing queued or inflight, no control packet or
 //! acknowledgement waiting, no publish held, no room reservation, no message pending on the
@@ -178,8 +178,6 @@ pub struct Session {
     ending: bool,
     /// What the attached connection's user may publish, subscribe and message.
     permissions: Permissions,
-    /// The user that owns this client id (`None`: anonymous).
-    owner: Option<Arc<str>>,
     /// A connection whose piped packet broke the protocol: its later packets are ignored.
     refused: Option<Epoch>,
     /// Set while the routing of one of the client's publishes waits (for a Topic to start,
@@ -440,7 +438,6 @@ impl Session {
             overflow_streak: 0,
             ending: false,
             permissions: Permissions::default(),
-            owner: None,
             refused: None,
             held_routes: None,
             acks: Lazy::default(),
@@ -469,7 +466,6 @@ impl Session {
             _ => Protocol::V311,
         };
         session.expiry_secs = u32::try_from(record.expiry_secs).unwrap_or(u32::MAX);
-        session.owner = record.owner.as_deref().map(Arc::from);
         session.subscriptions = record
             .subscriptions
             .iter()
@@ -575,9 +571,6 @@ pub struct AttachOptions {
     pub max_packet_size: Option<u32>,
     /// What the connection's user may do (topic permissions).
     pub permissions: Permissions,
-    /// The authenticated user (`None`: anonymous), stored with a persistent session so
-    /// that after a restart only the same user can resume it.
-    pub owner: Option<Arc<str>>,
 }
 
 /// The session is stopping; ask the Registry for a new one.
@@ -604,7 +597,6 @@ impl Handler<Attach> for Session {
         self.expiry_secs = expiry_secs(options.expiry);
         self.client_max_packet = options.max_packet_size.and_then(NonZeroU32::new);
         self.permissions = options.permissions;
-        self.owner = options.owner;
         let window = options
             .receive_maximum
             .map_or(self.node.config.session.max_inflight, |r| {
@@ -1049,7 +1041,6 @@ struct DormantExtras {
     /// Offline: when the session expires ([`Timer::Until`]).
     expires_at: Option<Instant>,
     permissions: Permissions,
-    owner: Option<Arc<str>>,
     refused: Option<Epoch>,
     client_max_packet: Option<NonZeroU32>,
     overflow_streak: u32,
@@ -1063,7 +1054,6 @@ impl DormantExtras {
             && self.inbound_qos2.0.is_none()
             && self.expires_at.is_none()
             && self.permissions == Permissions::default()
-            && self.owner.is_none()
             && self.refused.is_none()
             && self.client_max_packet.is_none()
             && self.overflow_streak == 0
@@ -1096,7 +1086,6 @@ impl Session {
                 inbound_qos2,
                 expires_at,
                 permissions,
-                owner,
                 refused,
                 client_max_packet,
                 overflow_streak,
@@ -1107,7 +1096,6 @@ impl Session {
             // The actor's expiry starts again as it starts.
             session.timer = expires_at.map_or(Timer::Idle, Timer::Until);
             session.permissions = permissions;
-            session.owner = owner;
             session.refused = refused;
             session.client_max_packet = client_max_packet;
             session.overflow_streak = overflow_streak;
@@ -1204,7 +1192,6 @@ impl Session {
             overflow_streak,
             ending,
             permissions,
-            owner,
             refused,
             held_routes,
             acks,
@@ -1240,7 +1227,6 @@ impl Session {
             inbound_qos2: Lazy(inbound_qos2.0.filter(|ids| !ids.is_empty())),
             expires_at,
             permissions,
-            owner,
             refused,
             client_max_packet,
             overflow_streak,
@@ -1979,7 +1965,7 @@ impl Session {
             expiry_secs: self.expiry_secs.into(),
             disconnected_at_ms: self.link.is_none().then(store::now_ms),
             last_packet_id: self.outbox().last_packet_id(),
-            owner: self.owner.as_deref().map(String::from),
+            owner: self.direct.owner().map(|owner| owner.to_string()),
             subscriptions: self
                 .subscriptions
                 .iter()
@@ -2321,7 +2307,7 @@ fn expiry_secs(expiry: Duration) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::testing::{attach, next, node, node_with, nothing};
+    use crate::actors::testing::{attach, attach_as, next, node, node_with, nothing};
     use crate::actors::topic::INTAKE_BYTES;
     use crate::actors::SessionRef;
     use crate::codec::{PubResp, Publish, SubscribeTopic};
@@ -3207,10 +3193,10 @@ mod tests {
         let options = AttachOptions {
             permissions: Permissions::compile(&rules, crate::auth::Access::Allow, "rare", None),
             max_packet_size: Some(100),
-            owner: Some(Arc::from("alice")),
             ..persistent()
         };
-        let (rare, epoch, mut end) = attach(&node, "rare", false, options).await;
+        let alice = Some(Arc::from("alice"));
+        let (rare, epoch, mut end) = attach_as(&node, "rare", false, options, alice).await;
         until_dormant(&rare).await;
         assert_eq!(rare.with_dormant(|d| d.extras.is_some()), Some(true));
         // Its permissions: the filter is refused.

@@ -276,7 +276,7 @@ impl Topic {
     }
 
     fn insert(&mut self, client_id: ClientId, subscriber: Subscriber) {
-        let shared = self.routes.lane(client_id.as_str(), &subscriber.session);
+        let shared = self.routes.shared(client_id.as_str(), &subscriber.session);
         self.subscribers
             .insert(client_id, Entry { subscriber, shared });
     }

@@ -781,7 +781,6 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             receive_maximum: connect.properties.receive_maximum,
             max_packet_size: connect.properties.maximum_packet_size,
             permissions,
-            owner: principal.owner(),
         };
         for _ in 0..ATTACH_ATTEMPTS {
             let opened = self
